@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { formatReport, runSelfTest } from './self-test.js';
+
+const usage = `Usage: msal-keychain-cache self-test [--json] [--allow-plaintext]
+
+  self-test          check that this machine can keep an encrypted MSAL token cache
+  --json             print a machine-readable report instead of lines
+  --allow-plaintext  accept an unencrypted file when no secret store works
+  --help, --version
+
+Exit status: 0 the chosen backend works, 1 none works (the output says how to fix it), 2 bad arguments.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  if (argv.includes('--version')) {
+    const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`${manifest.version}\n`);
+    return 0;
+  }
+  const [command, ...flags] = argv;
+  const known = new Set(['--json', '--allow-plaintext']);
+  const unknown = flags.filter((flag) => !known.has(flag));
+  if (command !== 'self-test' || unknown.length > 0) {
+    process.stderr.write(`${command === undefined ? 'No command given.' : command !== 'self-test' ? `Unknown command '${command}'.` :
+      `Unknown option ${unknown.join(', ')}.`}\n\n${usage}`);
+    return 2;
+  }
+  const report = await runSelfTest({ allowPlaintext: flags.includes('--allow-plaintext') });
+  if (flags.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    const color = process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
+    process.stdout.write(formatReport(report, color));
+  }
+  return report.ok ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (error: unknown) => {
+    process.stderr.write(`msal-keychain-cache: unexpected failure: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

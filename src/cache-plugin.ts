@@ -1,0 +1,198 @@
+import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
+import { selectPersistence } from './create-persistence.js';
+import { KeychainCacheError } from './errors.js';
+import { acquireFileLock, type LockOptions, type ReleaseLock } from './file-lock.js';
+import { createLogger, type Logger, type LoggerOptions } from './logger.js';
+import { type CachePluginOptions, pluginKeys, resolveLockOptions, resolvePersistenceOptions } from './options.js';
+import type { Persistence } from './persistence/types.js';
+
+const emptyCache = '{}';
+
+interface HeldWrite {
+  releaseFile: ReleaseLock;
+  releaseLocal: () => void;
+}
+
+/**
+ * msal-node's ICachePlugin over a {@link Persistence}, safe across processes:
+ * - reads take no lock (every write is an atomic replace) and reload only when the store's change token moved;
+ * - writes (`cacheHasChanged` in beforeCacheAccess) take an in-process mutex and the cross-process lockfile,
+ *   reload the latest stored cache under the lock, let MSAL modify it, save, and unlock in afterCacheAccess;
+ * - unreadable stored bytes are moved aside and the app carries on with an empty cache.
+ */
+export class KeychainCachePlugin implements ICachePlugin {
+  readonly persistence: Persistence;
+  readonly #logger: Logger;
+  readonly #lockOptions: LockOptions;
+  readonly #lockPath: string;
+  // What the store looked like when MSAL last got it from us, and the text MSAL was given.
+  #lastToken: string | undefined;
+  #lastText: string | undefined;
+  // Only contexts whose beforeCacheAccess took the lock appear here: msal-node calls afterCacheAccess
+  // in a `finally` even when beforeCacheAccess threw, and that must never release someone else's lock.
+  readonly #held = new WeakMap<TokenCacheContext, HeldWrite>();
+  #localTail: Promise<void> = Promise.resolve();
+
+  constructor(persistence: Persistence, options: { lockOptions?: LockOptions; loggerOptions?: LoggerOptions } = {}) {
+    this.persistence = persistence;
+    this.#logger = createLogger(options.loggerOptions);
+    this.#lockOptions = resolveLockOptions(options);
+    this.#lockPath = `${persistence.cachePath}.lockfile`;
+  }
+
+  async beforeCacheAccess(context: TokenCacheContext): Promise<void> {
+    if (!context.cacheHasChanged) {
+      await this.#beforeRead(context);
+      return;
+    }
+    const held = await this.#lock();
+    try {
+      await this.#syncUnderLock(context);
+    } catch (error) {
+      await this.#unlock(held);
+      throw error;
+    }
+    this.#held.set(context, held);
+  }
+
+  async afterCacheAccess(context: TokenCacheContext): Promise<void> {
+    const held = this.#held.get(context);
+    if (!held) return; // a read, or a write whose beforeCacheAccess failed: nothing to save or release
+    this.#held.delete(context);
+    try {
+      const text = context.tokenCache.serialize();
+      await this.persistence.save(text);
+      this.#lastToken = await this.persistence.changeToken();
+      this.#lastText = text;
+      // msal-node rebuilds its memory from the last deserialized string on every silent call
+      // (TokenCache.overwriteCache), so hand it what we just saved or it forgets this write.
+      context.tokenCache.deserialize(text);
+      this.#logger.verbose(`Saved the token cache (${text.length} characters) to ${this.persistence.kind}.`);
+    } finally {
+      await this.#unlock(held);
+    }
+  }
+
+  async #beforeRead(context: TokenCacheContext): Promise<void> {
+    // Token first, then content: a write landing in between only causes one extra reload later.
+    const token = await this.persistence.changeToken();
+    if (token === this.#lastToken) return;
+    const text = await this.persistence.load();
+    if (text !== null && !isCacheJson(text)) {
+      // Moving bytes aside must happen under the lock, after re-reading: a writer may just have fixed them.
+      const held = await this.#lock();
+      try {
+        await this.#syncUnderLock(context);
+      } finally {
+        await this.#unlock(held);
+      }
+      return;
+    }
+    this.#apply(context, text ?? emptyCache, token);
+  }
+
+  async #syncUnderLock(context: TokenCacheContext): Promise<void> {
+    // Under the lock, compare content (not timestamps): exact whatever the file system's clock granularity.
+    let token = await this.persistence.changeToken();
+    let text = await this.persistence.load();
+    if (text !== null && !isCacheJson(text)) {
+      await this.#quarantine(describeBadCache(text));
+      text = null;
+      token = await this.persistence.changeToken();
+    }
+    try {
+      this.#apply(context, text ?? emptyCache, token);
+    } catch (error) {
+      // Parsable JSON that MSAL cannot read (wrong shapes) is just as unreadable.
+      this.#logger.verbose(`MSAL could not deserialize the stored cache: ${error instanceof Error ? error.name : 'error'}.`);
+      await this.#quarantine('it is JSON, but not an MSAL token cache');
+      this.#apply(context, emptyCache, await this.persistence.changeToken());
+    }
+  }
+
+  #apply(context: TokenCacheContext, text: string, token: string): void {
+    if (text !== this.#lastText) {
+      this.#lastText = undefined;
+      context.tokenCache.deserialize(text);
+      this.#logger.verbose(`Loaded the token cache (${text.length} characters) from ${this.persistence.kind}.`);
+    }
+    this.#lastText = text;
+    this.#lastToken = token;
+  }
+
+  async #quarantine(reason: string): Promise<void> {
+    const where = await this.persistence.quarantine();
+    this.#logger.warning(`The stored token cache (${this.persistence.location}) could not be read: ${reason}. ` +
+      `Its bytes were moved aside to ${where} and the cache starts empty; users sign in again.`);
+  }
+
+  async #lock(): Promise<HeldWrite> {
+    // In-process first, so that concurrent calls in one process queue here instead of polling the lockfile.
+    let releaseLocal!: () => void;
+    const previous = this.#localTail;
+    this.#localTail = new Promise<void>((resolve) => { releaseLocal = resolve; });
+    await previous;
+    try {
+      const releaseFile = await acquireFileLock(this.#lockPath, this.#lockOptions, this.#logger);
+      return { releaseFile, releaseLocal };
+    } catch (error) {
+      releaseLocal();
+      throw error;
+    }
+  }
+
+  async #unlock(held: HeldWrite): Promise<void> {
+    try {
+      await held.releaseFile();
+    } finally {
+      held.releaseLocal();
+    }
+  }
+}
+
+function isCacheJson(text: string): boolean {
+  if (text.trim() === '') return false;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
+  } catch {
+    return false;
+  }
+}
+
+// Describes why bytes are unreadable without quoting them (JSON.parse's own message quotes the input).
+function describeBadCache(text: string): string {
+  if (text.trim() === '') return `it is empty (${text.length} bytes)`;
+  try {
+    JSON.parse(text);
+    return `it is JSON but not an object (${text.length} bytes)`;
+  } catch {
+    return `it is not valid JSON: truncated or garbage (${text.length} bytes)`;
+  }
+}
+
+/**
+ * Creates the persistence (see createPersistence) and the plugin over it; or wraps a persistence you
+ * already have: `createCachePlugin({ persistence })`.
+ */
+export async function createCachePlugin(
+  options: CachePluginOptions | { persistence: Persistence; lockOptions?: LockOptions; loggerOptions?: LoggerOptions },
+): Promise<KeychainCachePlugin> {
+  if (typeof options === 'object' && options !== null && 'persistence' in options && options.persistence) {
+    const { persistence, lockOptions, loggerOptions } = options;
+    for (const key of Object.keys(options)) {
+      if (!['persistence', 'lockOptions', 'loggerOptions'].includes(key)) {
+        throw new KeychainCacheError('INVALID_OPTION', `Option '${key}' does not apply when a persistence is passed in: ` +
+          'set it on createPersistence instead.');
+      }
+    }
+    return new KeychainCachePlugin(persistence, { lockOptions, loggerOptions });
+  }
+  const pluginOptions = options as CachePluginOptions;
+  const resolved = resolvePersistenceOptions(pluginOptions, pluginKeys);
+  const lockOptions = resolveLockOptions(pluginOptions);
+  const logger = createLogger(resolved.loggerOptions);
+  const selection = await selectPersistence(resolved, logger);
+  if (!selection.persistence) throw selection.error;
+  return new KeychainCachePlugin(selection.persistence, { lockOptions, loggerOptions: resolved.loggerOptions });
+}

@@ -1,0 +1,42 @@
+/** Every code a {@link KeychainCacheError} can carry. Tests and callers branch on these, never on text. */
+export const errorCodes = [
+  'BACKEND_UNAVAILABLE', // no usable secret store and plaintext not allowed
+  'PLAINTEXT_NOT_ALLOWED', // plaintext-file asked for without allowPlaintextFallback
+  'INVALID_OPTION', // an option has the wrong type or value
+  'UNSAFE_PATH', // cache path is a symlink, or owned by another user
+  'ACCESS_DENIED', // the OS refused access to the store (permissions, user denied)
+  'KEYRING_LOCKED', // the secret store is locked and cannot be unlocked without the user
+  'LOCK_TIMEOUT', // another live process held the cache lock for longer than lockOptions.timeoutMs
+  'STORE_FAILED', // reading or writing the store failed for another reason
+  'CACHE_CORRUPT', // the stored cache could not be parsed (reported in logs; recovered automatically)
+  'DECRYPT_FAILED', // encrypted bytes were rejected (wrong key, tampered)
+] as const;
+
+export type ErrorCode = (typeof errorCodes)[number];
+
+/**
+ * The one error class of this package. `message` says what failed, where, and how to fix it; it never
+ * contains token text. The underlying error, if any, is kept as `cause`.
+ */
+export class KeychainCacheError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'KeychainCacheError';
+    this.code = code;
+  }
+}
+
+export function isKeychainCacheError(value: unknown, code?: ErrorCode): value is KeychainCacheError {
+  return value instanceof KeychainCacheError && (code === undefined || value.code === code);
+}
+
+/** The `code` of a Node system error (`ENOENT`, `EACCES`, ...), if it has one. */
+export function systemErrorCode(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = (error as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}

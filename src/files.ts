@@ -1,0 +1,162 @@
+// Every file this package writes goes through here: atomic replace, 0600 files, 0700 directories we
+// create, and refusal of symlinked or foreign-owned cache paths.
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { KeychainCacheError, systemErrorCode } from './errors.js';
+
+export const fileMode = 0o600;
+export const directoryMode = 0o700;
+
+// O_NOFOLLOW does not exist on Windows; there symlinks are refused by the lstat check alone.
+const noFollow = fsConstants.O_NOFOLLOW ?? 0;
+
+/**
+ * Checks a path we are about to use: it must not be a symlink, and on POSIX it must belong to us.
+ * A missing path is fine.
+ */
+export async function assertSafePath(path: string): Promise<void> {
+  let stats;
+  try {
+    stats = await fs.lstat(path);
+  } catch (error) {
+    if (systemErrorCode(error) === 'ENOENT') return;
+    throw error;
+  }
+  if (stats.isSymbolicLink()) {
+    throw new KeychainCacheError('UNSAFE_PATH',
+      `Refusing to use ${path}: it is a symbolic link, which could send the token cache somewhere else. ` +
+      'Point cachePath at a regular file in a directory only you can write.');
+  }
+  const uid = process.getuid?.();
+  if (uid !== undefined && uid !== 0 && stats.uid !== uid) {
+    throw new KeychainCacheError('UNSAFE_PATH',
+      `Refusing to use ${path}: it belongs to user id ${stats.uid}, not to you (${uid}). ` +
+      'Use a cachePath inside your own home directory.');
+  }
+}
+
+/** Creates the directory (and missing parents) with mode 0700; an existing directory is left as it is. */
+export async function ensureDirectory(directory: string): Promise<void> {
+  try {
+    await fs.mkdir(directory, { recursive: true, mode: directoryMode });
+  } catch (error) {
+    throw describeFileError(error, 'create the cache directory', directory);
+  }
+  const stats = await fs.lstat(directory);
+  if (!stats.isDirectory()) {
+    throw new KeychainCacheError('UNSAFE_PATH', `${directory} is not a directory (symlinks are refused). ` +
+      'Choose a cachePath whose folder is a real directory.');
+  }
+}
+
+/** Reads a whole file as UTF-8 without following a symlink; `null` when it does not exist. */
+export async function readFileIfExists(path: string): Promise<string | null> {
+  let handle;
+  try {
+    handle = await fs.open(path, fsConstants.O_RDONLY | noFollow);
+  } catch (error) {
+    if (systemErrorCode(error) === 'ENOENT') return null;
+    throw describeFileError(error, 'read', path);
+  }
+  try {
+    return await handle.readFile({ encoding: 'utf8' });
+  } catch (error) {
+    throw describeFileError(error, 'read', path);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A short identity of the file's current version: changes whenever it is replaced or written. */
+export async function fileStamp(path: string): Promise<string> {
+  try {
+    const stats = await fs.stat(path, { bigint: true });
+    return `${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+  } catch (error) {
+    if (systemErrorCode(error) === 'ENOENT') return 'absent';
+    throw describeFileError(error, 'inspect', path);
+  }
+}
+
+let tempCounter = 0;
+const queues = new Map<string, Promise<unknown>>();
+
+export interface AtomicWriteOptions {
+  /** Windows cannot rename over a file another process has open; retry briefly there. */
+  platform?: NodeJS.Platform;
+}
+
+/**
+ * Replaces `path` with `data` so that a reader sees the old or the new file, never a torn one, even if
+ * the process dies mid-write: temp file in the same directory, fsync, rename. Writes to one path from
+ * this process run in order.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
+  const previous = queues.get(path) ?? Promise.resolve();
+  const next = previous.catch(() => undefined).then(() => writeNow(path, data, options));
+  queues.set(path, next);
+  void next.finally(() => { if (queues.get(path) === next) queues.delete(path); }).catch(() => undefined);
+  return next;
+}
+
+async function writeNow(path: string, data: string | Uint8Array, options: AtomicWriteOptions): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
+  let renamed = false;
+  try {
+    const handle = await fs.open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | noFollow, fileMode);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await renameWithRetry(temp, path, options.platform ?? process.platform);
+    renamed = true;
+  } catch (error) {
+    throw describeFileError(error, 'write', path);
+  } finally {
+    if (!renamed) await fs.unlink(temp).catch(() => undefined);
+  }
+}
+
+const windowsBusyCodes = new Set(['EPERM', 'EBUSY', 'EACCES']);
+
+async function renameWithRetry(from: string, to: string, platform: NodeJS.Platform): Promise<void> {
+  // Windows refuses to replace a file that another process has open (antivirus, a reader): retry for ~1 s.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fs.rename(from, to);
+      return;
+    } catch (error) {
+      const code = systemErrorCode(error);
+      if (platform !== 'win32' || !code || !windowsBusyCodes.has(code) || attempt >= 10) throw error;
+      await sleep(5 * 2 ** Math.min(attempt, 6) * (0.5 + Math.random()));
+    }
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Turns a file-system error into a typed error that names the path and the fix. */
+export function describeFileError(error: unknown, action: string, path: string): Error {
+  if (error instanceof KeychainCacheError) return error;
+  const code = systemErrorCode(error);
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new KeychainCacheError('ACCESS_DENIED',
+      `Could not ${action} ${path}: permission denied (${code}). Make sure the file and its directory belong to ` +
+      'the user running this process and are writable by it, or choose another cachePath.', { cause: error });
+  }
+  if (code === 'ELOOP') {
+    return new KeychainCacheError('UNSAFE_PATH',
+      `Could not ${action} ${path}: it is a symbolic link, which is refused. Point cachePath at a regular file.`,
+      { cause: error });
+  }
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS') {
+    return new KeychainCacheError('STORE_FAILED',
+      `Could not ${action} ${path}: ${code === 'EROFS' ? 'the file system is read-only' : 'the disk is full'} (${code}). ` +
+      'Free space or choose a cachePath on a writable disk.', { cause: error });
+  }
+  return new KeychainCacheError('STORE_FAILED', `Could not ${action} ${path} (${code ?? 'unknown error'}).`, { cause: error });
+}

@@ -1,0 +1,111 @@
+import { isAbsolute, resolve } from 'node:path';
+import { KeychainCacheError } from './errors.js';
+import type { LockOptions } from './file-lock.js';
+import type { LoggerOptions } from './logger.js';
+import type { BackendKind } from './persistence/types.js';
+
+export const backendKinds: readonly BackendKind[] = ['libsecret', 'plaintext-file'];
+
+export interface PersistenceOptions {
+  /** Where the cache (or, for keychain backends, its change marker) lives. Required. Relative paths resolve against the working directory. */
+  cachePath: string;
+  /** Keychain item's service attribute. Default `'msal-keychain-cache'`. Use msal-node-extensions' value to share its cache. */
+  serviceName?: string;
+  /** Keychain item's account attribute. Default `'MSALCache'`. */
+  accountName?: string;
+  /** Use exactly this backend instead of the platform's choice. Default: chosen by platform. */
+  backend?: BackendKind;
+  /** Permit an unencrypted file when no secret store works (and for `backend: 'plaintext-file'`). Default `false`. */
+  allowPlaintextFallback?: boolean;
+  /** msal-node's logger options; our lines go to the same callback. Default: warnings to `process.emitWarning`. */
+  loggerOptions?: LoggerOptions;
+  /** Run a throwaway round trip before returning. Default `true`. */
+  verify?: boolean;
+  /** The platform to select for. Default `process.platform`. Tests pass other values. */
+  platform?: NodeJS.Platform;
+  /** Environment to read (D-Bus address). Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface CachePluginOptions extends PersistenceOptions {
+  /** Cross-process lock tuning. Defaults: `timeoutMs` 60000, `staleAfterMs` 30000. */
+  lockOptions?: LockOptions;
+}
+
+export type ResolvedPersistenceOptions = Required<Omit<PersistenceOptions, 'backend' | 'loggerOptions'>> &
+  Pick<PersistenceOptions, 'backend' | 'loggerOptions'>;
+
+const persistenceKeys = ['cachePath', 'serviceName', 'accountName', 'backend', 'allowPlaintextFallback',
+  'loggerOptions', 'verify', 'platform', 'env'];
+const pluginKeys = [...persistenceKeys, 'lockOptions', 'persistence'];
+
+function invalid(message: string): KeychainCacheError {
+  return new KeychainCacheError('INVALID_OPTION', message);
+}
+
+function checkKeys(value: object, allowed: string[], what: string): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      throw invalid(`Unknown ${what} option '${key}'. Valid options: ${allowed.join(', ')}.`);
+    }
+  }
+}
+
+function optionalString(value: unknown, name: string, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || value.trim() === '') throw invalid(`${name} must be a non-empty string.`);
+  return value;
+}
+
+function optionalBoolean(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalid(`${name} must be true or false, got ${typeof value}.`);
+  return value;
+}
+
+function optionalPositive(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw invalid(`${name} must be a positive number of milliseconds.`);
+  return value;
+}
+
+/** Validates once and returns a new object; the caller's object is never modified. */
+export function resolvePersistenceOptions(options: PersistenceOptions, allowedKeys = persistenceKeys): ResolvedPersistenceOptions {
+  if (typeof options !== 'object' || options === null) throw invalid('Options must be an object with at least cachePath.');
+  checkKeys(options, allowedKeys, 'persistence');
+  if (typeof options.cachePath !== 'string' || options.cachePath.trim() === '') {
+    throw invalid('cachePath is required: the file where the cache (or its change marker) is kept, e.g. ~/.myapp/msal-cache.json.');
+  }
+  if (options.backend !== undefined && !backendKinds.includes(options.backend)) {
+    throw invalid(`backend must be one of ${backendKinds.join(', ')}; got '${String(options.backend)}'.`);
+  }
+  if (options.loggerOptions !== undefined && (typeof options.loggerOptions !== 'object' || options.loggerOptions === null)) {
+    throw invalid('loggerOptions must be msal-node LoggerOptions ({ loggerCallback, logLevel, piiLoggingEnabled }).');
+  }
+  return {
+    cachePath: isAbsolute(options.cachePath) ? options.cachePath : resolve(options.cachePath),
+    serviceName: optionalString(options.serviceName, 'serviceName', 'msal-keychain-cache'),
+    accountName: optionalString(options.accountName, 'accountName', 'MSALCache'),
+    backend: options.backend,
+    allowPlaintextFallback: optionalBoolean(options.allowPlaintextFallback, 'allowPlaintextFallback', false),
+    loggerOptions: options.loggerOptions,
+    verify: optionalBoolean(options.verify, 'verify', true),
+    platform: options.platform ?? process.platform,
+    env: options.env ?? process.env,
+  };
+}
+
+export function resolveLockOptions(options: CachePluginOptions | { lockOptions?: LockOptions }): LockOptions {
+  const lock = options.lockOptions;
+  if (lock === undefined) return {};
+  if (typeof lock !== 'object' || lock === null) throw invalid('lockOptions must be an object.');
+  checkKeys(lock, ['timeoutMs', 'staleAfterMs'], 'lockOptions');
+  const resolved: LockOptions = {};
+  const timeoutMs = optionalPositive(lock.timeoutMs, 'lockOptions.timeoutMs');
+  const staleAfterMs = optionalPositive(lock.staleAfterMs, 'lockOptions.staleAfterMs');
+  if (timeoutMs !== undefined) resolved.timeoutMs = timeoutMs;
+  if (staleAfterMs !== undefined) resolved.staleAfterMs = staleAfterMs;
+  return resolved;
+}
+
+export { pluginKeys };

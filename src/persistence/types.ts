@@ -1,0 +1,28 @@
+/** The backends this package can store a cache in. */
+export type BackendKind = 'libsecret' | 'plaintext-file';
+
+/**
+ * One storage backend. Every backend stores the UTF-8 cache JSON in the layout msal-node-extensions
+ * uses, so the two libraries can share a cache. Implementations never log or throw token text.
+ */
+export interface Persistence {
+  readonly kind: BackendKind;
+  /** True when the bytes at rest are protected by the OS secret store. */
+  readonly encrypted: boolean;
+  /** The file whose change tells other processes to reload; the lock is `${cachePath}.lockfile`. */
+  readonly cachePath: string;
+  /** Where the cache lives, for people (no secrets): a path, or a keyring item's attributes. */
+  readonly location: string;
+  /** The stored cache JSON, or null when nothing is stored. Throws typed errors; never returns bytes it could not read. */
+  load(): Promise<string | null>;
+  /** Replaces the stored cache atomically: a concurrent reader sees the old or the new one. */
+  save(contents: string): Promise<void>;
+  /** Deletes the stored cache; false when there was none. */
+  delete(): Promise<boolean>;
+  /** A cheap token that changes whenever the stored cache changes (a stat, no secret-store call). */
+  changeToken(): Promise<string>;
+  /** Moves the stored bytes aside (they could not be parsed) and leaves the store empty; returns where they went. */
+  quarantine(): Promise<string>;
+  /** Proves the backend works with a round trip on a throwaway entry; throws a typed error naming the fix. */
+  verify(): Promise<void>;
+}

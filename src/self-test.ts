@@ -1,0 +1,193 @@
+// `msal-keychain-cache self-test`: tells a user in seconds whether this machine can keep an encrypted
+// MSAL cache, and if not, what to do. Works only in a throwaway location, never on a real cache.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { arch, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { KeychainCachePlugin } from './cache-plugin.js';
+import { type BackendAttempt, encryptedCandidates, selectPersistence } from './create-persistence.js';
+import { isKeychainCacheError, KeychainCacheError } from './errors.js';
+import { acquireFileLock } from './file-lock.js';
+import { createLogger } from './logger.js';
+import { resolvePersistenceOptions } from './options.js';
+import type { Persistence } from './persistence/types.js';
+import { createTokenEndpoint, testAuthority } from './token-endpoint.js';
+
+export interface SelfTestOptions {
+  allowPlaintext?: boolean;
+  platform?: NodeJS.Platform;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface SelfTestStep {
+  name: 'store round trip' | 'lock round trip' | 'msal round trip';
+  status: 'ok' | 'failed' | 'skipped';
+  ms: number;
+  detail: string;
+  code?: string;
+}
+
+/** The `--json` report. Fields are stable: new ones may be added, none renamed or removed within a major version. */
+export interface SelfTestReport {
+  ok: boolean;
+  platform: string;
+  arch: string;
+  node: string;
+  candidates: BackendAttempt[];
+  chosen: { kind: string; encrypted: boolean } | null;
+  steps: SelfTestStep[];
+  /** When ok is false: what failed and how to fix it. */
+  error?: { code: string; message: string };
+  totalMs: number;
+}
+
+export async function runSelfTest(options: SelfTestOptions = {}): Promise<SelfTestReport> {
+  const started = performance.now();
+  const platform = options.platform ?? process.platform;
+  const report: SelfTestReport = {
+    ok: false, platform, arch: arch(), node: process.version, candidates: [], chosen: null, steps: [], totalMs: 0,
+  };
+  const directory = await mkdtemp(join(tmpdir(), 'msal-keychain-cache-self-test-'));
+  let persistence: Persistence | undefined;
+  try {
+    const resolved = resolvePersistenceOptions({
+      cachePath: join(directory, 'cache', 'msal-cache.json'),
+      serviceName: 'msal-keychain-cache-self-test',
+      accountName: `self-test-${process.pid}-${randomBytes(4).toString('hex')}`,
+      allowPlaintextFallback: options.allowPlaintext === true,
+      platform,
+      env: options.env ?? process.env,
+      // Plaintext fallback is reported in the output; no warning line on top of it.
+      loggerOptions: { loggerCallback: () => undefined },
+    });
+    const selection = await selectPersistence(resolved, createLogger(resolved.loggerOptions));
+    report.candidates = selection.attempts;
+    if (!selection.persistence) {
+      const error = selection.error ?? new KeychainCacheError('BACKEND_UNAVAILABLE', 'No backend is usable.');
+      report.error = { code: error.code, message: error.message };
+      return report;
+    }
+    persistence = selection.persistence;
+    report.chosen = { kind: persistence.kind, encrypted: persistence.encrypted };
+    report.steps.push(await step('store round trip', () => storeRoundTrip(persistence!)));
+    report.steps.push(await step('lock round trip', () => lockRoundTrip(persistence!.cachePath)));
+    report.steps.push(await step('msal round trip', () => msalRoundTrip(persistence!)));
+    const failed = report.steps.find((s) => s.status === 'failed');
+    report.ok = !failed;
+    if (failed) report.error = { code: failed.code ?? 'STORE_FAILED', message: `${failed.name} failed: ${failed.detail}` };
+    return report;
+  } catch (error) {
+    report.error = isKeychainCacheError(error)
+      ? { code: error.code, message: error.message }
+      : { code: 'STORE_FAILED', message: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+    return report;
+  } finally {
+    await persistence?.delete().catch(() => undefined);
+    await rm(directory, { recursive: true, force: true });
+    report.totalMs = performance.now() - started;
+  }
+}
+
+class Skip extends Error {}
+
+async function step(name: SelfTestStep['name'], run: () => Promise<string>): Promise<SelfTestStep> {
+  const started = performance.now();
+  try {
+    const detail = await run();
+    return { name, status: 'ok', ms: performance.now() - started, detail };
+  } catch (error) {
+    const ms = performance.now() - started;
+    if (error instanceof Skip) return { name, status: 'skipped', ms, detail: error.message };
+    const code = isKeychainCacheError(error) ? error.code : undefined;
+    const detail = error instanceof Error ? error.message : String(error);
+    return { name, status: 'failed', ms, detail, ...(code ? { code } : {}) };
+  }
+}
+
+function check(condition: boolean, what: string): void {
+  if (!condition) throw new KeychainCacheError('STORE_FAILED', what);
+}
+
+async function storeRoundTrip(persistence: Persistence): Promise<string> {
+  const payload = JSON.stringify({ selfTest: randomBytes(16).toString('hex') });
+  const before = await persistence.changeToken();
+  await persistence.save(payload);
+  check((await persistence.load()) === payload, 'the saved cache read back differently');
+  check((await persistence.changeToken()) !== before, 'saving did not change the change token, so other processes would miss updates');
+  check(await persistence.delete(), 'delete reported nothing to delete');
+  check((await persistence.load()) === null, 'the cache was still there after delete');
+  return `save, load, change detection and delete on ${persistence.location}`;
+}
+
+async function lockRoundTrip(cachePath: string): Promise<string> {
+  const lockPath = `${cachePath}.lockfile`;
+  const release = await acquireFileLock(lockPath, { timeoutMs: 1000 });
+  try {
+    try {
+      await acquireFileLock(lockPath, { timeoutMs: 30 });
+      throw new KeychainCacheError('STORE_FAILED', `a second lock on ${lockPath} was granted while the first was held`);
+    } catch (error) {
+      if (!isKeychainCacheError(error, 'LOCK_TIMEOUT')) throw error;
+    }
+  } finally {
+    await release();
+  }
+  const again = await acquireFileLock(lockPath, { timeoutMs: 1000 });
+  await again();
+  return 'exclusive while held, free again after release';
+}
+
+async function msalRoundTrip(persistence: Persistence): Promise<string> {
+  let msal: typeof import('@azure/msal-node');
+  try {
+    msal = await import('@azure/msal-node');
+  } catch {
+    throw new Skip('@azure/msal-node is not installed next to msal-keychain-cache (it is a peer dependency)');
+  }
+  const endpoint = createTokenEndpoint();
+  const client = () => new msal.PublicClientApplication({
+    auth: { clientId: 'self-test-client', authority: testAuthority },
+    cache: { cachePlugin: new KeychainCachePlugin(persistence) },
+    system: { networkClient: endpoint.networkClient },
+  });
+  const scopes = ['User.Read'];
+  const signIn = await client().acquireTokenByCode({ code: 'self-test-user', scopes, redirectUri: 'http://localhost' });
+  check(signIn.account !== null, 'sign-in returned no account');
+  endpoint.refuse = true; // from here on only the persisted cache can answer
+  const fresh = client();
+  const accounts = await fresh.getTokenCache().getAllAccounts();
+  check(accounts.length === 1, `a fresh client found ${accounts.length} accounts in the store instead of 1`);
+  const silent = await fresh.acquireTokenSilent({ account: accounts[0]!, scopes });
+  check(silent.accessToken === signIn.accessToken, 'a fresh client did not get the stored token silently');
+  await fresh.getTokenCache().removeAccount(accounts[0]!);
+  check((await client().getTokenCache().getAllAccounts()).length === 0, 'sign-out did not remove the account from the store');
+  return 'sign-in persisted; a fresh client got the account and a silent token from the store; sign-out removed it';
+}
+
+/** The report as lines for a terminal. */
+export function formatReport(report: SelfTestReport, color: boolean): string {
+  const paint = (code: number, text: string) => (color ? `\u001b[${code}m${text}\u001b[0m` : text);
+  const ok = paint(32, 'ok  ');
+  const bad = paint(31, 'FAIL');
+  const skip = paint(33, 'skip');
+  const ms = (value: number) => `${value.toFixed(1)} ms`.padStart(10);
+  const lines = [`msal-keychain-cache self-test`, `platform   ${report.platform} ${report.arch}, Node ${report.node}` +
+    `; encrypted backends for this platform: ${encryptedCandidates(report.platform as NodeJS.Platform).join(', ') || 'none yet'}`];
+  for (const candidate of report.candidates) {
+    lines.push(`backend    ${candidate.usable ? ok : candidate.code === 'PLAINTEXT_NOT_ALLOWED' ? skip : bad} ` +
+      `${candidate.kind.padEnd(15)}${ms(candidate.ms)}${candidate.usable ? '  usable' : `  ${candidate.reason}`}`);
+  }
+  if (report.chosen) {
+    lines.push(`chosen     ${report.chosen.kind}${report.chosen.encrypted ? ' (encrypted)' : paint(31, ' (NOT encrypted: tokens stored in plain text)')}`);
+  }
+  for (const s of report.steps) {
+    lines.push(`step       ${s.status === 'ok' ? ok : s.status === 'skipped' ? skip : bad} ${s.name.padEnd(15)}${ms(s.ms)}  ${s.detail}`);
+  }
+  lines.push(report.ok
+    ? `result     ${paint(32, 'OK')}: ${report.chosen?.kind} works on this machine (${report.totalMs.toFixed(0)} ms)`
+    : `result     ${paint(31, 'FAILED')} [${report.error?.code}]: ${
+      report.candidates.some((c) => c.reason && report.error?.message.includes(c.reason))
+        ? 'no backend is usable; the backend lines above say why and how to fix it' : report.error?.message}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,126 @@
+// An in-process stand-in for the Microsoft identity platform's token endpoint, plugged into msal-node as
+// `system.networkClient`. The self-test uses it to sign in without a network; the tests use it to drive
+// the real msal-node client. Users are derived from the authorization code, so separate processes that
+// use the same code get the same account.
+import { createHash, randomBytes } from 'node:crypto';
+import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from '@azure/msal-node';
+
+export const testTenantId = '8f3c1a52-6f0b-4d51-9d63-5b8e0c2a7e41';
+export const testAuthority = `https://login.microsoftonline.com/${testTenantId}`;
+
+export interface IssuedTokens {
+  accessToken: string;
+  refreshToken?: string;
+  idToken?: string;
+}
+
+export interface TokenEndpoint {
+  networkClient: INetworkModule;
+  /** When true every token request is answered with `invalid_grant`, so only the cache can serve tokens. */
+  refuse: boolean;
+  /** Token requests received, by grant type (refused ones included). */
+  requests: Record<string, number>;
+  /** Every token this endpoint issued, so tests can look for them where they must not be. */
+  issued: IssuedTokens[];
+  /** The object id that a sign-in with this authorization code produces. */
+  objectIdFor(code: string): string;
+}
+
+function base64Url(value: string | Buffer): string {
+  return Buffer.from(value).toString('base64url');
+}
+
+/** A stable GUID-shaped id for a name. */
+function guidFor(name: string): string {
+  const hex = createHash('sha256').update(name).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+function json<T>(body: unknown, status = 200): NetworkResponse<T> {
+  return { status, headers: { 'content-type': 'application/json; charset=utf-8' }, body: body as T };
+}
+
+export function createTokenEndpoint(options: { clientId?: string; tokenLifetimeSeconds?: number } = {}): TokenEndpoint {
+  const lifetime = options.tokenLifetimeSeconds ?? 3600;
+  const refreshOwners = new Map<string, string>();
+  const endpoint: TokenEndpoint = {
+    refuse: false,
+    requests: {},
+    issued: [],
+    objectIdFor: (code) => guidFor(`user:${code}`),
+    networkClient: {
+      async sendGetRequestAsync<T>(url: string): Promise<NetworkResponse<T>> {
+        const { origin, pathname } = new URL(url);
+        if (pathname.endsWith('/discovery/instance')) {
+          return json<T>({
+            tenant_discovery_endpoint: `${testAuthority}/v2.0/.well-known/openid-configuration`,
+            'api-version': '1.1',
+            metadata: [{
+              preferred_network: 'login.microsoftonline.com',
+              preferred_cache: 'login.windows.net',
+              aliases: ['login.microsoftonline.com', 'login.windows.net', 'login.microsoft.com', 'sts.windows.net'],
+            }],
+          });
+        }
+        if (pathname.endsWith('/.well-known/openid-configuration')) {
+          const tenant = pathname.split('/')[1] ?? testTenantId;
+          return json<T>({
+            authorization_endpoint: `${origin}/${tenant}/oauth2/v2.0/authorize`,
+            token_endpoint: `${origin}/${tenant}/oauth2/v2.0/token`,
+            device_authorization_endpoint: `${origin}/${tenant}/oauth2/v2.0/devicecode`,
+            end_session_endpoint: `${origin}/${tenant}/oauth2/v2.0/logout`,
+            issuer: `${origin}/${testTenantId}/v2.0`,
+            jwks_uri: `${origin}/${tenant}/discovery/v2.0/keys`,
+            response_types_supported: ['code', 'id_token', 'code id_token', 'id_token token'],
+          });
+        }
+        return json<T>({ error: 'not_found' }, 404);
+      },
+      async sendPostRequestAsync<T>(url: string, request?: NetworkRequestOptions): Promise<NetworkResponse<T>> {
+        const form = new URLSearchParams(String(request?.body ?? ''));
+        const grant = form.get('grant_type') ?? 'unknown';
+        endpoint.requests[grant] = (endpoint.requests[grant] ?? 0) + 1;
+        if (!new URL(url).pathname.endsWith('/token')) return json<T>({ error: 'not_found' }, 404);
+        if (endpoint.refuse) {
+          return json<T>({ error: 'invalid_grant', error_description: 'AADSTS70000: refused by the test token endpoint.' }, 400);
+        }
+        const clientId = form.get('client_id') ?? options.clientId ?? 'client';
+        const scope = form.get('scope') ?? '';
+        let name: string | undefined;
+        if (grant === 'authorization_code') {
+          name = form.get('code') ?? undefined;
+        } else if (grant === 'refresh_token') {
+          name = refreshOwners.get(form.get('refresh_token') ?? '');
+          if (!name) return json<T>({ error: 'invalid_grant', error_description: 'AADSTS70008: unknown refresh token.' }, 400);
+        } else if (grant !== 'client_credentials') {
+          return json<T>({ error: 'unsupported_grant_type' }, 400);
+        }
+        const accessToken = `at.${randomBytes(24).toString('base64url')}`;
+        if (name === undefined) {
+          endpoint.issued.push({ accessToken });
+          return json<T>({ token_type: 'Bearer', expires_in: lifetime, ext_expires_in: lifetime, access_token: accessToken });
+        }
+        const oid = endpoint.objectIdFor(name);
+        const now = Math.floor(Date.now() / 1000);
+        const idToken = [
+          base64Url(JSON.stringify({ alg: 'none', typ: 'JWT' })),
+          base64Url(JSON.stringify({
+            aud: clientId, iss: `${testAuthority}/v2.0`, iat: now, nbf: now, exp: now + lifetime,
+            tid: testTenantId, oid, sub: guidFor(`sub:${name}`), name: `Test ${name}`,
+            preferred_username: `${name}@example.test`, ver: '2.0',
+          })),
+          '',
+        ].join('.');
+        const refreshToken = `rt.${randomBytes(24).toString('base64url')}`;
+        refreshOwners.set(refreshToken, name);
+        endpoint.issued.push({ accessToken, refreshToken, idToken });
+        return json<T>({
+          token_type: 'Bearer', scope, expires_in: lifetime, ext_expires_in: lifetime,
+          access_token: accessToken, refresh_token: refreshToken, id_token: idToken,
+          client_info: base64Url(JSON.stringify({ uid: oid, utid: testTenantId })),
+        });
+      },
+    },
+  };
+  return endpoint;
+}
