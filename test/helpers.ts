@@ -1,0 +1,113 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PublicClientApplication, type AccountInfo, type LogLevel } from '@azure/msal-node';
+import { afterAll } from 'vitest';
+import { createCachePlugin, type CachePluginOptions } from '../src/index.js';
+import type { BackendKind } from '../src/persistence/types.js';
+import { createTokenEndpoint, testAuthority, type TokenEndpoint } from '../src/token-endpoint.js';
+
+export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+export const backends: BackendKind[] = ['libsecret', 'plaintext-file'];
+export const scopes = ['User.Read'];
+export const clientId = 'test-client-id';
+export const isLinux = process.platform === 'linux';
+
+const directories: string[] = [];
+afterAll(async () => {
+  await Promise.all(directories.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+/** A fresh temporary directory, removed after the test file. */
+export async function tempDir(): Promise<string> {
+  const directory = await mkdtemp(join(tmpdir(), 'mkc-test-'));
+  directories.push(directory);
+  return directory;
+}
+
+/** Plugin options for one backend on a fresh location (its own cache file and keyring item). */
+export async function storeOptions(backend: BackendKind, extra: Partial<CachePluginOptions> = {}): Promise<CachePluginOptions> {
+  const directory = await tempDir();
+  return {
+    cachePath: join(directory, 'cache', 'msal-cache.json'),
+    backend,
+    allowPlaintextFallback: backend === 'plaintext-file',
+    serviceName: `mkc-test-${randomBytes(6).toString('hex')}`,
+    accountName: 'MSALCache',
+    // Quiet by default (the plaintext warning is loud on purpose); tests that check logs pass their own.
+    loggerOptions: { loggerCallback: () => undefined },
+    ...extra,
+  };
+}
+
+export interface LogLine { level: LogLevel; message: string; containsPii: boolean }
+
+/** A logger that records every line at the most verbose level, PII included. */
+export function recordingLogger(): { lines: LogLine[]; loggerOptions: CachePluginOptions['loggerOptions'] } {
+  const lines: LogLine[] = [];
+  return {
+    lines,
+    loggerOptions: {
+      loggerCallback: (level, message, containsPii) => { lines.push({ level, message, containsPii }); },
+      logLevel: 4 as LogLevel,
+      piiLoggingEnabled: true,
+    },
+  };
+}
+
+export async function newClient(options: CachePluginOptions, endpoint: TokenEndpoint, loggerOptions?: CachePluginOptions['loggerOptions']) {
+  const plugin = await createCachePlugin(options);
+  const client = new PublicClientApplication({
+    auth: { clientId, authority: testAuthority },
+    cache: { cachePlugin: plugin },
+    system: { networkClient: endpoint.networkClient, ...(loggerOptions ? { loggerOptions } : {}) },
+  });
+  return { client, plugin };
+}
+
+export function signIn(client: PublicClientApplication, user: string) {
+  return client.acquireTokenByCode({ code: user, scopes, redirectUri: 'http://localhost' });
+}
+
+export function findAccount(accounts: AccountInfo[], endpoint: TokenEndpoint, user: string): AccountInfo | undefined {
+  const oid = endpoint.objectIdFor(user);
+  return accounts.find((a) => a.localAccountId === oid);
+}
+
+export { createTokenEndpoint };
+
+export interface ChildResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+/** Runs test/fixtures/<name>.mjs in a real child process. */
+export function runFixture(name: string, args: unknown, options: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
+  const child = startFixture(name, args, options);
+  return child.done;
+}
+
+export function startFixture(name: string, args: unknown, options: { env?: NodeJS.ProcessEnv } = {}) {
+  const child = spawn(process.execPath, [join(repoRoot, 'test', 'fixtures', `${name}.mjs`), JSON.stringify(args)], {
+    env: options.env ?? process.env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+  const done = new Promise<ChildResult>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  /** Resolves when the child has printed a line starting with `prefix`. */
+  const waitFor = (prefix: string) => new Promise<string>((resolve, reject) => {
+    const check = () => {
+      const line = stdout.split('\n').find((l) => l.startsWith(prefix));
+      if (line !== undefined) { child.stdout.off('data', check); resolve(line); }
+    };
+    child.stdout.on('data', check);
+    void done.then((r) => reject(new Error(`child exited (${r.code ?? r.signal}) before printing '${prefix}': ${r.stderr}`)));
+    check();
+  });
+  return { child, done, waitFor, get stdout() { return stdout; } };
+}

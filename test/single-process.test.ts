@@ -1,0 +1,79 @@
+import { ConfidentialClientApplication } from '@azure/msal-node';
+import { describe, expect, it } from 'vitest';
+import { testAuthority } from '../src/token-endpoint.js';
+import { backends, clientId, createTokenEndpoint, findAccount, isLinux, newClient, scopes, signIn, storeOptions } from './helpers.js';
+
+describe.each(backends)('one process, %s backend', (backend) => {
+  const runs = backend !== 'libsecret' || isLinux;
+
+  it.runIf(runs)('keeps all 40 sign-ins: each is served silently from the cache with the token endpoint refusing', async () => {
+    const options = await storeOptions(backend);
+    const endpoint = createTokenEndpoint();
+    const { client } = await newClient(options, endpoint);
+    const failures: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const user = `single-${i}`;
+      const signedIn = await signIn(client, user);
+      endpoint.refuse = true;
+      try {
+        const silent = await client.acquireTokenSilent({ account: signedIn.account!, scopes });
+        if (silent.accessToken !== signedIn.accessToken) failures.push(`${user}: different token`);
+      } catch (error) {
+        failures.push(`${user}: ${(error as Error).message}`);
+      }
+      endpoint.refuse = false;
+    }
+    expect(failures).toEqual([]);
+    expect(await client.getTokenCache().getAllAccounts()).toHaveLength(40);
+    expect(endpoint.requests.authorization_code).toBe(40);
+    expect(endpoint.requests.refresh_token ?? 0).toBe(0);
+  });
+
+  it.runIf(runs)('keeps concurrent sign-ins from one client and a second plugin instance in the same process', async () => {
+    const options = await storeOptions(backend);
+    const endpoint = createTokenEndpoint();
+    const first = await newClient(options, endpoint);
+    const second = await newClient(options, endpoint);
+    const users = Array.from({ length: 20 }, (_, i) => `concurrent-${i}`);
+    await Promise.all(users.map((user, i) => signIn(i % 2 ? first.client : second.client, user)));
+    endpoint.refuse = true;
+    const fresh = await newClient(options, endpoint);
+    const accounts = await fresh.client.getTokenCache().getAllAccounts();
+    expect(users.filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
+  });
+
+  it.runIf(runs)('persists refreshed tokens (refresh_token grant) and sign-out', async () => {
+    const options = await storeOptions(backend);
+    const endpoint = createTokenEndpoint();
+    const { client } = await newClient(options, endpoint);
+    const signedIn = await signIn(client, 'refresher');
+    const refreshed = await client.acquireTokenSilent({ account: signedIn.account!, scopes, forceRefresh: true });
+    expect(endpoint.requests.refresh_token).toBe(1);
+    expect(refreshed.accessToken).not.toBe(signedIn.accessToken);
+
+    endpoint.refuse = true;
+    const fresh = await newClient(options, endpoint);
+    const [account] = await fresh.client.getTokenCache().getAllAccounts();
+    expect((await fresh.client.acquireTokenSilent({ account: account!, scopes })).accessToken).toBe(refreshed.accessToken);
+
+    await fresh.client.getTokenCache().removeAccount(account!);
+    const after = await newClient(options, endpoint);
+    expect(await after.client.getTokenCache().getAllAccounts()).toEqual([]);
+  });
+
+  it.runIf(runs)('persists client-credential tokens of a ConfidentialClientApplication', async () => {
+    const options = await storeOptions(backend);
+    const endpoint = createTokenEndpoint();
+    const make = async () => new ConfidentialClientApplication({
+      auth: { clientId, authority: testAuthority, clientSecret: 'test-secret' },
+      cache: { cachePlugin: (await newClient(options, endpoint)).plugin },
+      system: { networkClient: endpoint.networkClient },
+    });
+    const appScopes = ['https://graph.microsoft.com/.default'];
+    const first = await (await make()).acquireTokenByClientCredential({ scopes: appScopes });
+    endpoint.refuse = true;
+    const second = await (await make()).acquireTokenByClientCredential({ scopes: appScopes });
+    expect(second?.accessToken).toBe(first?.accessToken);
+    expect(endpoint.requests.client_credentials).toBe(1);
+  });
+});
