@@ -2,8 +2,8 @@
 // first line, so msal-node-extensions processes (which write just the pid) and ours exclude each other.
 //
 // Stale rule, in order:
-//  - the holder is this very process but not one of our live acquisitions (pid reused, e.g. pid 1 in a
-//    restarted container): stale;
+//  - the holder wrote our format with this very pid, but is not one of our live acquisitions (pid reused,
+//    e.g. pid 1 in a restarted container): stale;
 //  - the holder is on this host and its pid is dead (or a zombie): stale at once;
 //  - otherwise (alive, or on another host, or unreadable): stale only when the lockfile's mtime is older
 //    than staleAfterMs. Our live holders touch the file every staleAfterMs / 4, so they are never broken.
@@ -158,7 +158,7 @@ async function inspectLock(lockPath: string, staleAfterMs: number): Promise<Verd
     return { stale, reason: `unreadable lockfile, ${Math.round(ageMs)} ms old`, holder, identity };
   }
   const sameHost = holder.host === undefined || holder.host === ourHost;
-  if (sameHost && holder.pid === process.pid && (!holder.nonce || !liveNonces.has(holder.nonce))) {
+  if (sameHost && holder.pid === process.pid && holder.nonce && !liveNonces.has(holder.nonce)) {
     return { stale: true, reason: `left by an earlier process with our pid ${holder.pid}`, holder, identity };
   }
   if (sameHost && !isProcessAlive(holder.pid!)) {

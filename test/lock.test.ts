@@ -1,0 +1,171 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { acquireFileLock } from '../src/file-lock.js';
+import { backends, isLinux, runFixture, startFixture, storeOptions, tempDir } from './helpers.js';
+
+async function lockPathIn(): Promise<string> {
+  return join(await tempDir(), 'msal-cache.json.lockfile');
+}
+
+describe('file lock', () => {
+  it('writes the holder pid on the first line and removes the file on release; releasing twice is harmless', async () => {
+    const lockPath = await lockPathIn();
+    const release = await acquireFileLock(lockPath);
+    const [pid, host] = (await readFile(lockPath, 'utf8')).split('\n');
+    expect(Number(pid)).toBe(process.pid);
+    expect(host).toBe(hostname());
+    expect((await stat(lockPath)).mode & 0o777).toBe(0o600);
+    await release();
+    expect(existsSync(lockPath)).toBe(false);
+    await release();
+  });
+
+  it('gives mutual exclusion across processes: 4 processes x 25 increments of one counter lose none', async () => {
+    const directory = await tempDir();
+    const counterPath = join(directory, 'counter');
+    await writeFile(counterPath, '0');
+    const lockPath = join(directory, 'counter.lockfile');
+    const results = await Promise.all(Array.from({ length: 4 }, () =>
+      runFixture('lock-holder', { mode: 'count', times: 25, lockPath, counterPath })));
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0]);
+    expect(Number(await readFile(counterPath, 'utf8'))).toBe(100);
+  });
+
+  it('takes over from a holder killed with SIGKILL within 1 s, without waiting for the stale age', async () => {
+    const lockPath = await lockPathIn();
+    const holder = startFixture('lock-holder', { lockPath });
+    await holder.waitFor('HOLDING');
+    holder.child.kill('SIGKILL');
+    await holder.done;
+    expect(existsSync(lockPath)).toBe(true);
+    // staleAfterMs of 10 minutes: only the dead-pid rule can free this lock within the 1 s timeout.
+    const release = await acquireFileLock(lockPath, { timeoutMs: 1000, staleAfterMs: 600_000 });
+    expect(Number((await readFile(lockPath, 'utf8')).split('\n')[0])).toBe(process.pid);
+    await release();
+  });
+
+  it('never breaks a live holder early, even one whose lock is older than staleAfterMs (heartbeat)', async () => {
+    const lockPath = await lockPathIn();
+    const lockOptions = { staleAfterMs: 300 };
+    const holder = startFixture('lock-holder', { lockPath, lockOptions });
+    const holding = await holder.waitFor('HOLDING');
+    const holderPid = Number(holding.split(' ')[1]);
+    await expect(acquireFileLock(lockPath, { ...lockOptions, timeoutMs: 1500 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    expect(Number((await readFile(lockPath, 'utf8')).split('\n')[0])).toBe(holderPid);
+    holder.child.stdin.write('release\n');
+    await holder.waitFor('RELEASED');
+    const release = await acquireFileLock(lockPath, { timeoutMs: 1000 });
+    await release();
+  });
+
+  it('breaks an ancient lock by age when its pid is alive but reused, or it comes from another host', async () => {
+    const sleeper = spawn('sleep', ['30']);
+    try {
+      for (const content of [`${sleeper.pid}\n${hostname()}\nnot-ours\n`, `${sleeper.pid}\nanother-host.example\nx\n`]) {
+        const lockPath = await lockPathIn();
+        await writeFile(lockPath, content);
+        // A fresh one is respected ...
+        await expect(acquireFileLock(lockPath, { timeoutMs: 200, staleAfterMs: 5_000 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+        // ... an ancient one is broken.
+        const old = new Date(Date.now() - 60_000);
+        await utimes(lockPath, old, old);
+        const release = await acquireFileLock(lockPath, { timeoutMs: 1000, staleAfterMs: 5_000 });
+        await release();
+      }
+    } finally {
+      sleeper.kill();
+    }
+  });
+
+  it("understands msal-node-extensions' lockfile (pid only): waits for a live one, takes a dead one", async () => {
+    const lockPath = await lockPathIn();
+    await writeFile(lockPath, String(process.ppid));
+    await expect(acquireFileLock(lockPath, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    const dead = spawn(process.execPath, ['-e', '0']);
+    await new Promise((resolve) => dead.on('close', resolve));
+    await writeFile(lockPath, String(dead.pid));
+    const release = await acquireFileLock(lockPath, { timeoutMs: 1000 });
+    await release();
+  });
+
+  it('excludes msal-node-extensions processes, and they exclude us', async () => {
+    const { CrossPlatformLock } = await import('../node_modules/@azure/msal-node-extensions/dist/lock/CrossPlatformLock.mjs' as string);
+    const logger = { info() {}, verbose() {}, warning() {}, error() {} };
+    const lockPath = await lockPathIn();
+    const ours = await acquireFileLock(lockPath);
+    const theirs = new CrossPlatformLock(lockPath, logger, { retryNumber: 3, retryDelay: 10 });
+    await expect(theirs.lock()).rejects.toThrow();
+    await ours();
+    await theirs.lock();
+    await expect(acquireFileLock(lockPath, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    await theirs.unlock();
+    await (await acquireFileLock(lockPath, { timeoutMs: 200 }))();
+  });
+
+  it('treats an empty lockfile as being written at first, and as abandoned after 2 s', async () => {
+    const lockPath = await lockPathIn();
+    await writeFile(lockPath, '');
+    await expect(acquireFileLock(lockPath, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    const old = new Date(Date.now() - 10_000);
+    await utimes(lockPath, old, old);
+    await (await acquireFileLock(lockPath, { timeoutMs: 1000 }))();
+  });
+
+  it('lets many waiters break one stale lock without two of them holding it at once', async () => {
+    const directory = await tempDir();
+    const lockPath = join(directory, 'counter.lockfile');
+    const counterPath = join(directory, 'counter');
+    await writeFile(counterPath, '0');
+    const dead = spawn(process.execPath, ['-e', '0']);
+    await new Promise((resolve) => dead.on('close', resolve));
+    await writeFile(lockPath, `${dead.pid}\n${hostname()}\n${randomBytes(4).toString('hex')}\n`);
+    const results = await Promise.all(Array.from({ length: 6 }, () =>
+      runFixture('lock-holder', { mode: 'count', times: 10, lockPath, counterPath })));
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(Number(await readFile(counterPath, 'utf8'))).toBe(60);
+  });
+
+  it('takes a lock in our own format that carries our pid but not one of our acquisitions (pid reused after a restart)', async () => {
+    const lockPath = await lockPathIn();
+    await writeFile(lockPath, `${process.pid}\n${hostname()}\nleft-by-a-previous-container\n`);
+    await (await acquireFileLock(lockPath, { timeoutMs: 200, staleAfterMs: 600_000 }))();
+  });
+
+  it('does not remove a lock that was taken over from it', async () => {
+    const lockPath = await lockPathIn();
+    const release = await acquireFileLock(lockPath);
+    await writeFile(lockPath, `${process.ppid}\n${hostname()}\nsomeone-else\n`);
+    await release();
+    expect(await readFile(lockPath, 'utf8')).toContain('someone-else');
+  });
+});
+
+describe.each(backends)('lock held inside a write, %s backend', (backend) => {
+  it.runIf(backend !== 'libsecret' || isLinux)("no other process's reads or writes remove or take a writer's lock", async () => {
+    const options = { ...(await storeOptions(backend)), loggerOptions: undefined };
+    const lockPath = `${options.cachePath}.lockfile`;
+    const holder = startFixture('worker', { task: 'hold-lock', options, users: ['holder'] });
+    const holderPid = Number((await holder.waitFor('HOLDING')).split(' ')[1]);
+    const lockBefore = await readFile(lockPath, 'utf8');
+    expect(Number(lockBefore.split('\n')[0])).toBe(holderPid);
+
+    const [reader, writer] = await Promise.all([
+      runFixture('worker', { task: 'read', options }),
+      runFixture('worker', { task: 'sign-in', options: { ...options, lockOptions: { timeoutMs: 500 } }, users: ['blocked'] }),
+    ]);
+    expect(reader.code).toBe(0);
+    expect(writer.code).not.toBe(0);
+    expect(writer.stderr).toContain('LOCK_TIMEOUT');
+    expect(await readFile(lockPath, 'utf8')).toBe(lockBefore);
+
+    holder.child.stdin.write('go\n');
+    await holder.waitFor('RELEASED');
+    expect((await holder.done).code).toBe(0);
+    expect(existsSync(lockPath)).toBe(false);
+  });
+});
