@@ -60,12 +60,12 @@ export async function createLibsecretPersistence(options: LibsecretPersistenceOp
     quarantine: async () => {
       const bytes = await call('read the', () => keytar.getPassword(serviceName, accountName));
       const asideAccount = `${accountName}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-      if (bytes !== null) {
-        await call('write the', () => keytar.setPassword(serviceName, asideAccount, bytes));
-        await call('delete the', () => keytar.deletePassword(serviceName, accountName));
-      }
+      // keytar cannot store an empty secret, and there is nothing to keep of one.
+      const keep = bytes !== null && bytes !== '';
+      if (keep) await call('write the', () => keytar.setPassword(serviceName, asideAccount, bytes));
+      if (bytes !== null) await call('delete the', () => keytar.deletePassword(serviceName, accountName));
       await touchMarker();
-      return secretServiceItem(serviceName, asideAccount);
+      return keep ? secretServiceItem(serviceName, asideAccount) : 'nowhere (the item was empty, so it was deleted)';
     },
     verify: async () => {
       await probeWritable(keytar, serviceName, call);
