@@ -1,0 +1,140 @@
+import { execFile } from 'node:child_process';
+import { cp, mkdir, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { startPrivateKeyring } from '../scripts/private-keyring.mjs';
+import type { SelfTestReport } from '../src/self-test.js';
+import { isLinux, repoRoot, tempDir } from './helpers.js';
+
+const bin = join(repoRoot, 'dist', 'esm', 'bin.js');
+
+interface Run { code: number; stdout: string; stderr: string }
+
+async function selfTest(args: string[], env: NodeJS.ProcessEnv, binary = bin): Promise<Run> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [binary, ...args], { env, encoding: 'utf8' });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+async function noBusEnv(): Promise<NodeJS.ProcessEnv> {
+  const { DBUS_SESSION_BUS_ADDRESS: _bus, ...rest } = process.env;
+  // An empty runtime dir, so libsecret cannot find a bus socket there either.
+  return { ...rest, XDG_RUNTIME_DIR: await tempDir(), HOME: await tempDir() };
+}
+
+const report = (run: Run) => JSON.parse(run.stdout) as SelfTestReport;
+
+describe.runIf(isLinux)('self-test on Linux, spawned as users run it', () => {
+  it('passes with a private Secret Service: libsecret chosen, every step ok, one line per step with its time', async () => {
+    const run = await selfTest(['self-test'], process.env);
+    expect(run.code).toBe(0);
+    for (const line of ['backend    ok   libsecret', 'step       ok   store round trip', 'step       ok   lock round trip',
+      'step       ok   msal round trip', 'result     OK']) {
+      expect(run.stdout).toContain(line);
+    }
+    expect(run.stdout).toMatch(/store round trip +\d+\.\d ms/);
+    expect(run.stdout).not.toContain('\u001b['); // no colour when not a TTY
+    const json = report(await selfTest(['self-test', '--json'], process.env));
+    expect(json).toMatchObject({ ok: true, platform: 'linux', chosen: { kind: 'libsecret', encrypted: true } });
+    expect(json.steps.map((s) => [s.name, s.status])).toEqual([
+      ['store round trip', 'ok'], ['lock round trip', 'ok'], ['msal round trip', 'ok']]);
+  });
+
+  it('fails with exit 1 and names D-Bus and the fix when there is no session bus', async () => {
+    const env = await noBusEnv();
+    const run = await selfTest(['self-test'], env);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain('DBUS_SESSION_BUS_ADDRESS is not set');
+    expect(run.stdout).toContain('dbus-run-session');
+    expect(run.stdout).toContain('--allow-plaintext');
+    const json = report(await selfTest(['self-test', '--json'], env));
+    expect(json).toMatchObject({ ok: false, chosen: null, error: { code: 'BACKEND_UNAVAILABLE' } });
+    expect(json.candidates.map((c) => [c.kind, c.usable])).toEqual([['libsecret', false], ['plaintext-file', false]]);
+  });
+
+  it('fails with exit 1 and names the missing Secret Service when the bus has none', async () => {
+    const keyring = await startPrivateKeyring({ withSecretService: false });
+    try {
+      const run = await selfTest(['self-test', '--json'], { ...process.env, ...keyring.env });
+      expect(run.code).toBe(1);
+      expect(report(run).error?.message).toMatch(/no Secret Service .*gnome-keyring/);
+    } finally {
+      await keyring.stop();
+    }
+  });
+
+  it('fails with KEYRING_LOCKED when the collection is locked', async () => {
+    const keyring = await startPrivateKeyring();
+    try {
+      await keyring.lockCollection();
+      const run = await selfTest(['self-test', '--json'], { ...process.env, ...keyring.env });
+      expect(run.code).toBe(1);
+      expect(report(run).error?.code).toBe('KEYRING_LOCKED');
+      expect(report(run).error?.message).toContain('Unlock it');
+    } finally {
+      await keyring.stop();
+    }
+  });
+
+  it('with --allow-plaintext and no bus, passes on the plaintext file and says it is not encrypted', async () => {
+    const env = await noBusEnv();
+    const run = await selfTest(['self-test', '--allow-plaintext'], env);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('chosen     plaintext-file (NOT encrypted');
+    const json = report(await selfTest(['self-test', '--allow-plaintext', '--json'], env));
+    expect(json).toMatchObject({ ok: true, chosen: { kind: 'plaintext-file', encrypted: false } });
+    expect(json.candidates.map((c) => [c.kind, c.usable])).toEqual([['libsecret', false], ['plaintext-file', true]]);
+  });
+
+  it('explains how to install keytar when it is not installed, and the package still imports', async () => {
+    // A consumer install without the optional keytar: the package copied, msal-node next to it.
+    const consumer = await tempDir();
+    const packageDir = join(consumer, 'node_modules', 'msal-keychain-cache');
+    await mkdir(packageDir, { recursive: true });
+    await cp(join(repoRoot, 'dist'), join(packageDir, 'dist'), { recursive: true });
+    await cp(join(repoRoot, 'package.json'), join(packageDir, 'package.json'));
+    await symlink(join(repoRoot, 'node_modules', '@azure'), join(consumer, 'node_modules', '@azure'));
+    const run = await selfTest(['self-test', '--json'], process.env, join(packageDir, 'dist', 'esm', 'bin.js'));
+    expect(run.code).toBe(1);
+    expect(report(run).error?.message).toContain('keytar is not installed');
+    expect(report(run).error?.message).toContain('npm install keytar');
+    const plaintext = await selfTest(['self-test', '--allow-plaintext', '--json'], process.env, join(packageDir, 'dist', 'esm', 'bin.js'));
+    expect(report(plaintext)).toMatchObject({ ok: true, chosen: { kind: 'plaintext-file' } });
+    const script = `const m = require('msal-keychain-cache'); console.log(typeof m.createCachePlugin);`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { cwd: consumer, encoding: 'utf8' });
+    expect(stdout.trim()).toBe('function');
+  });
+
+  it('loads no native code at import or for a plaintext cache, even where keytar is installed; loads it for libsecret', async () => {
+    const loaded = "process.report.getReport().sharedObjects.some((p) => p.endsWith('keytar.node'))";
+    const directory = await tempDir();
+    const script = (backend: string) => `
+      const { createPersistence } = require(${JSON.stringify(join(repoRoot, 'dist', 'cjs', 'index.js'))});
+      const atImport = ${loaded};
+      createPersistence({ cachePath: ${JSON.stringify(join(directory, 'cache.json'))}, backend: '${backend}',
+        allowPlaintextFallback: true, verify: false, loggerOptions: { loggerCallback() {} } })
+        .then(() => console.log(atImport, ${loaded}));`;
+    const run = async (backend: string) =>
+      (await promisify(execFile)(process.execPath, ['-e', script(backend)], { encoding: 'utf8' })).stdout.trim();
+    expect(await run('plaintext-file')).toBe('false false');
+    expect(await run('libsecret')).toBe('false true');
+  });
+});
+
+describe('self-test arguments', () => {
+  it.each([[['self-test', '--bogus']], [['frobnicate']], [[]]])('exits 2 on bad arguments %j', async (args) => {
+    const run = await selfTest(args, process.env);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('Usage: msal-keychain-cache self-test');
+  });
+
+  it('prints help and the version', async () => {
+    expect((await selfTest(['--help'], process.env)).stdout).toContain('--allow-plaintext');
+    expect((await selfTest(['--version'], process.env)).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
