@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 
 const execFileAsync = promisify(execFile);
 
+/** @param {string} socketDir */
 const busConfig = (socketDir) => `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -123,7 +124,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.exit(2);
   }
   const keyring = await startPrivateKeyring();
-  const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env: { ...process.env, ...keyring.env } });
+  const [program = '', ...programArgs] = command;
+  const child = spawn(program, programArgs, { stdio: 'inherit', env: { ...process.env, ...keyring.env } });
+  /** @type {number} */
   const code = await new Promise((resolve) => child.on('exit', (status, signal) => resolve(status ?? (signal ? 1 : 0))));
   await keyring.stop();
   process.exit(code);

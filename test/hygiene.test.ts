@@ -81,7 +81,7 @@ describe('options', () => {
     [{ cachePath: '/tmp/x', allowPlaintextFallback: 'yes' }, 'non-boolean flag'],
     [{ cachePath: '/tmp/x', serviceName: '' }, 'empty service name'],
     [{ cachePath: '/tmp/x', lockOptions: { timeoutMs: -1 } }, 'negative timeout'],
-  ])('rejects %j (%s) with INVALID_OPTION', async (options) => {
+  ])('rejects %j (%s) with INVALID_OPTION', async (options: object, _reason: string) => {
     await expect(createCachePlugin(options as never)).rejects.toMatchObject({ code: 'INVALID_OPTION' });
   });
 

@@ -1,0 +1,27 @@
+// Prints a plain "N passed, N failed, N skipped" closing line, and in CI on Linux fails the run when any
+// test was skipped: every test is meant to run there (tests for other platforms are gated with runIf).
+import type { Reporter, TestModule } from 'vitest/node';
+
+export default class SkipGuardReporter implements Reporter {
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+    const counts = { passed: 0, failed: 0, skipped: 0 };
+    const skipped: string[] = [];
+    for (const module of testModules) {
+      for (const test of module.children.allTests()) {
+        const state = test.result().state;
+        if (state === 'passed') counts.passed++;
+        else if (state === 'failed') counts.failed++;
+        else {
+          counts.skipped++;
+          skipped.push(`${module.moduleId.replace(process.cwd() + '/', '')} > ${test.fullName}`);
+        }
+      }
+    }
+    const strict = process.env.CI !== undefined && process.env.CI !== 'false' && process.platform === 'linux';
+    if (strict && skipped.length > 0) {
+      process.stderr.write(`\nCI runs every Linux test, but ${skipped.length} were skipped:\n  ${skipped.join('\n  ')}\n`);
+      process.exitCode = 1;
+    }
+    process.stdout.write(`\n${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
+  }
+}
