@@ -78,7 +78,7 @@ export class KeychainCachePlugin implements ICachePlugin {
     const token = await this.persistence.changeToken();
     if (token === this.#lastToken) return;
     const text = await this.persistence.load();
-    if (text !== null && !isCacheJson(text)) {
+    if (text !== null && cacheProblem(text) !== undefined) {
       // Moving bytes aside must happen under the lock, after re-reading: a writer may just have fixed them.
       const held = await this.#lock();
       try {
@@ -95,8 +95,9 @@ export class KeychainCachePlugin implements ICachePlugin {
     // Under the lock, compare content (not timestamps): exact whatever the file system's clock granularity.
     let token = await this.persistence.changeToken();
     let text = await this.persistence.load();
-    if (text !== null && !isCacheJson(text)) {
-      await this.#quarantine(describeBadCache(text));
+    const problem = text === null ? undefined : cacheProblem(text);
+    if (problem !== undefined) {
+      await this.#quarantine(problem);
       text = null;
       token = await this.persistence.changeToken();
     }
@@ -150,25 +151,22 @@ export class KeychainCachePlugin implements ICachePlugin {
   }
 }
 
-function isCacheJson(text: string): boolean {
-  if (text.trim() === '') return false;
-  try {
-    const parsed: unknown = JSON.parse(text);
-    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
-  } catch {
-    return false;
-  }
-}
-
-// Describes why bytes are unreadable without quoting them (JSON.parse's own message quotes the input).
-function describeBadCache(text: string): string {
+/**
+ * Why stored text is not a cache MSAL can load, described without quoting it (JSON.parse's own message
+ * quotes the input, which may hold tokens); undefined when it is fine.
+ */
+function cacheProblem(text: string): string | undefined {
   if (text.trim() === '') return `it is empty (${text.length} bytes)`;
+  let parsed: unknown;
   try {
-    JSON.parse(text);
-    return `it is JSON but not an object (${text.length} bytes)`;
+    parsed = JSON.parse(text);
   } catch {
     return `it is not valid JSON: truncated or garbage (${text.length} bytes)`;
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return `it is JSON but not an object (${text.length} bytes)`;
+  }
+  return undefined;
 }
 
 /**
