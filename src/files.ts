@@ -135,6 +135,11 @@ async function renameWithRetry(from: string, to: string, platform: NodeJS.Platfo
   }
 }
 
+/** `<name>.corrupt-<time>`: how a moved-aside copy of unreadable cache bytes is named, for files and keyring items alike. */
+export function corruptName(name: string): string {
+  return `${name}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import keytar from 'keytar';
 import { startPrivateKeyring } from '../scripts/private-keyring.mjs';
 import type { CachePluginOptions } from '../src/index.js';
-import { backends, createTokenEndpoint, isLinux, newClient, recordingLogger, repoRoot, runFixture, scopes, signIn, storeOptions } from './helpers.js';
+import { backends, createTokenEndpoint, forChild, isLinux, newClient, recordingLogger, repoRoot, runFixture, scopes, signIn, storeOptions } from './helpers.js';
 
 const secretLikeText = 'rt.THIS-LOOKS-LIKE-A-REFRESH-TOKEN-0123456789';
 const badStores: Record<string, string> = {
@@ -89,7 +89,7 @@ describe('errors that are not corruption delete nothing', () => {
     const directory = dirname(options.cachePath);
     for (const path of [dirname(directory), directory, options.cachePath]) chownSync(path, 65534, 65534);
     chmodSync(options.cachePath, 0o000);
-    const { loggerOptions: _quiet, ...childOptions } = options;
+    const childOptions = forChild(options);
     const script = `
       import { createCachePlugin } from ${JSON.stringify(join(repoRoot, 'dist/esm/index.js'))};
       const plugin = await createCachePlugin(${JSON.stringify(childOptions)});
@@ -108,7 +108,7 @@ describe('errors that are not corruption delete nothing', () => {
     const keyring = await startPrivateKeyring();
     try {
       const options = await storeOptions('libsecret');
-      const { loggerOptions: _quiet, ...childOptions } = options;
+      const childOptions = forChild(options);
       const env = { ...process.env, ...keyring.env };
       const first = await runFixture('worker', { task: 'sign-in', options: childOptions, users: ['locked-user'] }, { env });
       expect(first.code).toBe(0);

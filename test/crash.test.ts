@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { backends, createTokenEndpoint, findAccount, isLinux, newClient, recordingLogger, scopes, startFixture, storeOptions } from './helpers.js';
+import { backends, createTokenEndpoint, findAccount, forChild, isLinux, newClient, recordingLogger, scopes, startFixture, storeOptions } from './helpers.js';
 
 const rounds = 50;
 
 describe.each(backends)('writers killed at random moments, %s backend', (backend) => {
   it.runIf(backend !== 'libsecret' || isLinux)(`${rounds} rounds: the cache always loads and every completed sign-in survives`, async () => {
-    const { loggerOptions: _quiet, ...options } = await storeOptions(backend, { lockOptions: { timeoutMs: 5000 } });
+    const options = forChild(await storeOptions(backend, { lockOptions: { timeoutMs: 5000 } }));
     const completed: string[] = [];
     const log = recordingLogger();
     for (let round = 0; round < rounds; round++) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backends, isLinux, runFixture, storeOptions } from './helpers.js';
+import { backends, forChild, isLinux, runFixture, storeOptions } from './helpers.js';
 
 const processes = 8;
 const usersPerProcess = 25;
@@ -8,7 +8,7 @@ const rounds = 3;
 describe.each(backends)('many processes on one cache, %s backend', (backend) => {
   it.runIf(backend !== 'libsecret' || isLinux)(`loses nothing: ${processes} processes x ${usersPerProcess} sign-ins at once, ${rounds} rounds`, async () => {
     for (let round = 0; round < rounds; round++) {
-      const { loggerOptions: _quiet, ...options } = await storeOptions(backend);
+      const options = forChild(await storeOptions(backend));
       const users = (p: number) => Array.from({ length: usersPerProcess }, (_, i) => `r${round}-p${p}-u${i}`);
       const results = await Promise.all(Array.from({ length: processes }, (_, p) =>
         runFixture('worker', { task: 'sign-in', options, users: users(p), silentEach: true })));

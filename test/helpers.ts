@@ -79,6 +79,19 @@ export function findAccount(accounts: AccountInfo[], endpoint: TokenEndpoint, us
 
 export { createTokenEndpoint };
 
+/** Options as a child process gets them (JSON): without the logger callback, which cannot cross. */
+export function forChild(options: CachePluginOptions): CachePluginOptions {
+  const { loggerOptions: _logger, ...rest } = options;
+  return rest;
+}
+
+/** The pid of a process that has already exited. */
+export async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '0']);
+  await new Promise((resolve) => child.on('close', resolve));
+  return child.pid!;
+}
+
 export interface ChildResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
 /** Runs test/fixtures/<name>.mjs in a real child process. */

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { acquireFileLock } from '../src/file-lock.js';
-import { backends, isLinux, runFixture, startFixture, storeOptions, tempDir } from './helpers.js';
+import { backends, deadPid, forChild, isLinux, runFixture, startFixture, storeOptions, tempDir } from './helpers.js';
 
 async function lockPathIn(): Promise<string> {
   return join(await tempDir(), 'msal-cache.json.lockfile');
@@ -86,9 +86,7 @@ describe('file lock', () => {
     const lockPath = await lockPathIn();
     await writeFile(lockPath, String(process.ppid));
     await expect(acquireFileLock(lockPath, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
-    const dead = spawn(process.execPath, ['-e', '0']);
-    await new Promise((resolve) => dead.on('close', resolve));
-    await writeFile(lockPath, String(dead.pid));
+    await writeFile(lockPath, String(await deadPid()));
     const release = await acquireFileLock(lockPath, { timeoutMs: 1000 });
     await release();
   });
@@ -121,9 +119,7 @@ describe('file lock', () => {
     const lockPath = join(directory, 'counter.lockfile');
     const counterPath = join(directory, 'counter');
     await writeFile(counterPath, '0');
-    const dead = spawn(process.execPath, ['-e', '0']);
-    await new Promise((resolve) => dead.on('close', resolve));
-    await writeFile(lockPath, `${dead.pid}\n${hostname()}\n${randomBytes(4).toString('hex')}\n`);
+    await writeFile(lockPath, `${await deadPid()}\n${hostname()}\n${randomBytes(4).toString('hex')}\n`);
     const results = await Promise.all(Array.from({ length: 6 }, () =>
       runFixture('lock-holder', { mode: 'count', times: 10, lockPath, counterPath })));
     expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0]);
@@ -147,7 +143,7 @@ describe('file lock', () => {
 
 describe.each(backends)('lock held inside a write, %s backend', (backend) => {
   it.runIf(backend !== 'libsecret' || isLinux)("no other process's reads or writes remove or take a writer's lock", async () => {
-    const options = { ...(await storeOptions(backend)), loggerOptions: undefined };
+    const options = forChild(await storeOptions(backend));
     const lockPath = `${options.cachePath}.lockfile`;
     const holder = startFixture('worker', { task: 'hold-lock', options, users: ['holder'] });
     const holderPid = Number((await holder.waitFor('HOLDING')).split(' ')[1]);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
-import { assertSafePath, ensureDirectory, fileStamp, readFileIfExists, writeFileAtomic } from '../files.js';
+import { assertSafePath, corruptName, ensureDirectory, fileStamp, readFileIfExists, writeFileAtomic } from '../files.js';
 import { deleteFile } from './plaintext-file.js';
 import { type KeytarApi, loadKeytar } from './keytar-binding.js';
 import type { Persistence } from './types.js';
@@ -59,7 +59,7 @@ export async function createLibsecretPersistence(options: LibsecretPersistenceOp
     changeToken: () => fileStamp(cachePath),
     quarantine: async () => {
       const bytes = await call('read the', () => keytar.getPassword(serviceName, accountName));
-      const asideAccount = `${accountName}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      const asideAccount = corruptName(accountName);
       // keytar cannot store an empty secret, and there is nothing to keep of one.
       const keep = bytes !== null && bytes !== '';
       if (keep) await call('write the', () => keytar.setPassword(serviceName, asideAccount, bytes));

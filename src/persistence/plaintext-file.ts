@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from '../errors.js';
 import {
-  assertSafePath, describeFileError, ensureDirectory, fileStamp, readFileIfExists, writeFileAtomic,
+  assertSafePath, corruptName, describeFileError, ensureDirectory, fileStamp, readFileIfExists, writeFileAtomic,
 } from '../files.js';
 import type { Persistence } from './types.js';
 
@@ -43,7 +43,7 @@ export async function deleteFile(path: string): Promise<boolean> {
 
 /** `<path>.corrupt-<time>`: the bytes are kept for a post-mortem, not deleted. */
 export async function quarantineFile(path: string): Promise<string> {
-  const target = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const target = corruptName(path);
   try {
     await fs.rename(path, target);
   } catch (error) {
