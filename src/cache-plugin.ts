@@ -1,6 +1,6 @@
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import { selectPersistence } from './create-persistence.js';
-import { KeychainCacheError } from './errors.js';
+import { isKeychainCacheError, KeychainCacheError } from './errors.js';
 import { acquireFileLock, type LockOptions, type ReleaseLock } from './file-lock.js';
 import { createLogger, type Logger, type LoggerOptions } from './logger.js';
 import { type CachePluginOptions, pluginKeys, resolveLockOptions, resolvePersistenceOptions } from './options.js';
@@ -77,8 +77,8 @@ export class KeychainCachePlugin implements ICachePlugin {
     // Token first, then content: a write landing in between only causes one extra reload later.
     const token = await this.persistence.changeToken();
     if (token === this.#lastToken) return;
-    const text = await this.persistence.load();
-    if (text !== null && cacheProblem(text) !== undefined) {
+    const { text, problem } = await this.#load();
+    if (problem !== undefined) {
       // Moving bytes aside must happen under the lock, after re-reading: a writer may just have fixed them.
       const held = await this.#lock();
       try {
@@ -94,8 +94,7 @@ export class KeychainCachePlugin implements ICachePlugin {
   async #syncUnderLock(context: TokenCacheContext): Promise<void> {
     // Under the lock, compare content (not timestamps): exact whatever the file system's clock granularity.
     let token = await this.persistence.changeToken();
-    let text = await this.persistence.load();
-    const problem = text === null ? undefined : cacheProblem(text);
+    let { text, problem } = await this.#load();
     if (problem !== undefined) {
       await this.#quarantine(problem);
       text = null;
@@ -109,6 +108,19 @@ export class KeychainCachePlugin implements ICachePlugin {
       await this.#quarantine('it is JSON, but not an MSAL token cache');
       this.#apply(context, emptyCache, await this.persistence.changeToken());
     }
+  }
+
+  /** The stored text and, when it cannot be used, why (bytes that do not decrypt count as unreadable). */
+  async #load(): Promise<{ text: string | null; problem?: string }> {
+    let text: string | null;
+    try {
+      text = await this.persistence.load();
+    } catch (error) {
+      if (!isKeychainCacheError(error, 'DECRYPT_FAILED')) throw error;
+      this.#logger.verbose(`DECRYPT_FAILED: ${error.message}`);
+      return { text: null, problem: 'it could not be decrypted (DECRYPT_FAILED: another user or machine, a different key or entropy, or damaged bytes)' };
+    }
+    return text === null ? { text } : { text, problem: cacheProblem(text) };
   }
 
   #apply(context: TokenCacheContext, text: string, token: string): void {

@@ -2,8 +2,11 @@ import { performance } from 'node:perf_hooks';
 import { KeychainCacheError } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { type PersistenceOptions, type ResolvedPersistenceOptions, resolvePersistenceOptions } from './options.js';
+import { createDpapiPersistence } from './persistence/dpapi-file.js';
+import { createKeychainPersistence } from './persistence/keychain.js';
 import { createLibsecretPersistence } from './persistence/libsecret.js';
 import { createPlaintextFilePersistence } from './persistence/plaintext-file.js';
+import { createSafeStoragePersistence } from './persistence/safe-storage.js';
 import type { BackendKind, Persistence } from './persistence/types.js';
 
 /** What happened to one candidate backend during selection (the self-test prints these). */
@@ -22,23 +25,49 @@ export interface Selection {
   error?: KeychainCacheError;
 }
 
-/** The encrypted backends to try, in order, on each platform. The only platform switch of the package. */
+/** The platform's own encrypted store. The only platform switch of the package. */
 export function encryptedCandidates(platform: NodeJS.Platform): BackendKind[] {
   switch (platform) {
-    case 'win32': // DPAPI arrives with the platform issue
-    case 'darwin': // Keychain arrives with the platform issue
-      return [];
+    case 'win32':
+      return ['dpapi-file'];
+    case 'darwin':
+      return ['keychain'];
     default:
       // Linux and the other POSIX systems that run a Secret Service (FreeBSD, OpenBSD, ...).
       return ['libsecret'];
   }
 }
 
+/** What selection tries, in order: the named backend; else safeStorage when given; else the platform's store. */
+export function candidatesFor(options: Pick<ResolvedPersistenceOptions, 'backend' | 'safeStorage' | 'platform'>): BackendKind[] {
+  if (options.backend) return [options.backend];
+  // An Electron app that passes safeStorage gets it alone: no keytar to load, nothing to rebuild.
+  if (options.safeStorage) return ['safe-storage'];
+  return encryptedCandidates(options.platform);
+}
+
 async function openBackend(kind: BackendKind, options: ResolvedPersistenceOptions): Promise<Persistence> {
   const { cachePath, serviceName, accountName, platform, env } = options;
   switch (kind) {
+    case 'dpapi-file':
+      return createDpapiPersistence({
+        cachePath, platform, scope: options.dataProtectionScope,
+        ...(options.dataProtectionEntropy ? { entropy: options.dataProtectionEntropy } : {}),
+      });
+    case 'keychain':
+      if (platform !== 'darwin') {
+        throw new KeychainCacheError('BACKEND_UNAVAILABLE',
+          `The keychain backend is the macOS Keychain, which does not exist on ${platform}. Leave backend unset to get this platform's store.`);
+      }
+      return createKeychainPersistence({ cachePath, serviceName, accountName, platform });
     case 'libsecret':
       return createLibsecretPersistence({ cachePath, serviceName, accountName, platform, env });
+    case 'safe-storage':
+      if (!options.safeStorage) throw new KeychainCacheError('INVALID_OPTION', "backend 'safe-storage' needs the safeStorage option.");
+      return createSafeStoragePersistence({
+        cachePath, platform, safeStorage: options.safeStorage, waitMs: options.safeStorageWaitMs,
+        allowPlaintext: options.allowPlaintextFallback,
+      });
     case 'plaintext-file':
       return createPlaintextFilePersistence({ cachePath, platform });
   }
@@ -69,13 +98,16 @@ export async function selectPersistence(resolved: ResolvedPersistenceOptions, lo
     return { attempts: [{ kind: 'plaintext-file', usable: false, reason: error.message, code: error.code, ms: 0 }], error };
   }
 
-  const candidates = resolved.backend ? [resolved.backend] : encryptedCandidates(resolved.platform);
+  const candidates = candidatesFor(resolved);
   let lastError: KeychainCacheError | undefined;
   for (const kind of candidates) {
     const result = await attempt(kind, resolved);
     attempts.push(result.attempt);
     if (result.persistence) {
       if (kind === 'plaintext-file') warnPlaintext(logger, result.persistence, 'it was chosen explicitly');
+      if (kind === 'safe-storage' && !result.persistence.encrypted) {
+        warnPlaintext(logger, result.persistence, "Electron's safeStorage is in basic_text mode (a key hard-coded in Chromium)");
+      }
       return { persistence: result.persistence, attempts };
     }
     lastError = result.error;

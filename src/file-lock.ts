@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { type BigIntStats, constants as fsConstants, promises as fs, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
-import { fileMode, sleep } from './files.js';
+import { fileMode, sleep, unlinkWithRetry } from './files.js';
 import type { Logger } from './logger.js';
 
 export interface LockOptions {
@@ -110,9 +110,7 @@ async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger
       logger?.warning(`The cache lock ${lockPath} was taken from this process before release; leaving the new holder's lock alone.`);
       return;
     }
-    await fs.unlink(lockPath).catch((error) => {
-      if (systemErrorCode(error) !== 'ENOENT') throw error;
-    });
+    await unlinkWithRetry(lockPath);
   };
 }
 
@@ -209,7 +207,7 @@ async function breakStaleLock(lockPath: string, identity: string): Promise<boole
     const stats = await fs.stat(lockPath, { bigint: true }).catch(() => undefined);
     const text = await fs.readFile(lockPath, 'utf8').catch(() => undefined);
     if (!stats || text === undefined || lockIdentity(stats, text) !== identity) return false;
-    await fs.unlink(lockPath).catch(() => undefined);
+    await unlinkWithRetry(lockPath).catch(() => undefined);
     return true;
   } finally {
     await fs.unlink(breakPath).catch(() => undefined);

@@ -51,6 +51,12 @@ export async function ensureDirectory(directory: string): Promise<void> {
 
 /** Reads a whole file as UTF-8 without following a symlink; `null` when it does not exist. */
 export async function readFileIfExists(path: string): Promise<string | null> {
+  const bytes = await readBytesIfExists(path);
+  return bytes === null ? null : bytes.toString('utf8');
+}
+
+/** Reads a whole file without following a symlink; `null` when it does not exist. */
+export async function readBytesIfExists(path: string): Promise<Buffer | null> {
   let handle;
   try {
     handle = await fs.open(path, fsConstants.O_RDONLY | noFollow);
@@ -59,7 +65,7 @@ export async function readFileIfExists(path: string): Promise<string | null> {
     throw describeFileError(error, 'read', path);
   }
   try {
-    return await handle.readFile({ encoding: 'utf8' });
+    return await handle.readFile();
   } catch (error) {
     throw describeFileError(error, 'read', path);
   } finally {
@@ -121,7 +127,7 @@ async function writeNow(path: string, data: string | Uint8Array, options: Atomic
 
 const windowsBusyCodes = new Set(['EPERM', 'EBUSY', 'EACCES']);
 
-async function renameWithRetry(from: string, to: string, platform: NodeJS.Platform): Promise<void> {
+export async function renameWithRetry(from: string, to: string, platform: NodeJS.Platform): Promise<void> {
   // Windows refuses to replace a file that another process has open (antivirus, a reader): retry for ~1 s.
   for (let attempt = 0; ; attempt++) {
     try {
@@ -130,6 +136,24 @@ async function renameWithRetry(from: string, to: string, platform: NodeJS.Platfo
     } catch (error) {
       const code = systemErrorCode(error);
       if (platform !== 'win32' || !code || !windowsBusyCodes.has(code) || attempt >= 10) throw error;
+      await sleep(5 * 2 ** Math.min(attempt, 6) * (0.5 + Math.random()));
+    }
+  }
+}
+
+/**
+ * Deletes a file; false when it was already gone. Windows refuses to delete a file another process has
+ * open without FILE_SHARE_DELETE (antivirus, indexers, a reader in mid-read): retry those briefly (~1 s).
+ */
+export async function unlinkWithRetry(path: string): Promise<boolean> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fs.unlink(path);
+      return true;
+    } catch (error) {
+      const code = systemErrorCode(error);
+      if (code === 'ENOENT') return false;
+      if (!code || !windowsBusyCodes.has(code) || attempt >= 10) throw error;
       await sleep(5 * 2 ** Math.min(attempt, 6) * (0.5 + Math.random()));
     }
   }

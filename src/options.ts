@@ -2,9 +2,9 @@ import { isAbsolute, resolve } from 'node:path';
 import { KeychainCacheError } from './errors.js';
 import type { LockOptions } from './file-lock.js';
 import type { LoggerOptions } from './logger.js';
-import type { BackendKind } from './persistence/types.js';
+import type { BackendKind, DataProtectionScope, SafeStorageLike } from './persistence/types.js';
 
-export const backendKinds: readonly BackendKind[] = ['libsecret', 'plaintext-file'];
+export const backendKinds: readonly BackendKind[] = ['dpapi-file', 'keychain', 'libsecret', 'safe-storage', 'plaintext-file'];
 
 export interface PersistenceOptions {
   /** Where the cache (or, for keychain backends, its change marker) lives. Required. Relative paths resolve against the working directory. */
@@ -15,6 +15,14 @@ export interface PersistenceOptions {
   accountName?: string;
   /** Use exactly this backend instead of the platform's choice. Default: chosen by platform. */
   backend?: BackendKind;
+  /** Windows DPAPI scope. Default `'CurrentUser'`; `'LocalMachine'` lets every user of the machine decrypt. */
+  dataProtectionScope?: DataProtectionScope;
+  /** Windows DPAPI optional entropy (a second secret the app supplies; needed again to decrypt). Default none. */
+  dataProtectionEntropy?: Uint8Array | string;
+  /** Electron's `safeStorage` (main process). When given, the cache is a `safeStorage`-encrypted file. Default none. */
+  safeStorage?: SafeStorageLike;
+  /** How long to wait for `safeStorage` to become available (it is not before the app's `ready`). Default `5000`. */
+  safeStorageWaitMs?: number;
   /** Permit an unencrypted file when no secret store works (and for `backend: 'plaintext-file'`). Default `false`. */
   allowPlaintextFallback?: boolean;
   /** msal-node's logger options; our lines go to the same callback. Default: warnings to `process.emitWarning`. */
@@ -32,11 +40,13 @@ export interface CachePluginOptions extends PersistenceOptions {
   lockOptions?: LockOptions;
 }
 
-export type ResolvedPersistenceOptions = Required<Omit<PersistenceOptions, 'backend' | 'loggerOptions'>> &
-  Pick<PersistenceOptions, 'backend' | 'loggerOptions'>;
+type OptionalKeys = 'backend' | 'loggerOptions' | 'dataProtectionEntropy' | 'safeStorage';
+export type ResolvedPersistenceOptions = Required<Omit<PersistenceOptions, OptionalKeys | 'dataProtectionEntropy'>> &
+  Pick<PersistenceOptions, Exclude<OptionalKeys, 'dataProtectionEntropy'>> & { dataProtectionEntropy?: Uint8Array };
 
-const persistenceKeys = ['cachePath', 'serviceName', 'accountName', 'backend', 'allowPlaintextFallback',
-  'loggerOptions', 'verify', 'platform', 'env'];
+const persistenceKeys = ['cachePath', 'serviceName', 'accountName', 'backend', 'dataProtectionScope',
+  'dataProtectionEntropy', 'safeStorage', 'safeStorageWaitMs', 'allowPlaintextFallback', 'loggerOptions', 'verify',
+  'platform', 'env'];
 const pluginKeys = [...persistenceKeys, 'lockOptions', 'persistence'];
 
 function invalid(message: string): KeychainCacheError {
@@ -79,6 +89,17 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
   if (options.backend !== undefined && !backendKinds.includes(options.backend)) {
     throw invalid(`backend must be one of ${backendKinds.join(', ')}; got '${String(options.backend)}'.`);
   }
+  if (options.dataProtectionScope !== undefined && !['CurrentUser', 'LocalMachine'].includes(options.dataProtectionScope)) {
+    throw invalid(`dataProtectionScope must be 'CurrentUser' or 'LocalMachine'; got '${String(options.dataProtectionScope)}'.`);
+  }
+  const entropy = options.dataProtectionEntropy;
+  if (entropy !== undefined && typeof entropy !== 'string' && !(entropy instanceof Uint8Array)) {
+    throw invalid('dataProtectionEntropy must be a string or a Buffer/Uint8Array.');
+  }
+  if (options.safeStorage !== undefined) checkSafeStorage(options.safeStorage);
+  if (options.backend === 'safe-storage' && options.safeStorage === undefined) {
+    throw invalid("backend: 'safe-storage' needs the safeStorage option: pass `safeStorage` from `import { safeStorage } from 'electron'` (main process).");
+  }
   if (options.loggerOptions !== undefined && (typeof options.loggerOptions !== 'object' || options.loggerOptions === null)) {
     throw invalid('loggerOptions must be msal-node LoggerOptions ({ loggerCallback, logLevel, piiLoggingEnabled }).');
   }
@@ -87,12 +108,26 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
     serviceName: optionalString(options.serviceName, 'serviceName', 'msal-keychain-cache'),
     accountName: optionalString(options.accountName, 'accountName', 'MSALCache'),
     backend: options.backend,
+    dataProtectionScope: options.dataProtectionScope ?? 'CurrentUser',
+    ...(entropy === undefined ? {} : { dataProtectionEntropy: typeof entropy === 'string' ? Buffer.from(entropy, 'utf8') : Uint8Array.from(entropy) }),
+    safeStorage: options.safeStorage,
+    safeStorageWaitMs: optionalPositive(options.safeStorageWaitMs, 'safeStorageWaitMs') ?? 5000,
     allowPlaintextFallback: optionalBoolean(options.allowPlaintextFallback, 'allowPlaintextFallback', false),
     loggerOptions: options.loggerOptions,
     verify: optionalBoolean(options.verify, 'verify', true),
     platform: options.platform ?? process.platform,
     env: options.env ?? process.env,
   };
+}
+
+function checkSafeStorage(value: unknown): void {
+  const has = (name: string) => typeof (value as Record<string, unknown> | null)?.[name] === 'function';
+  const sync = has('isEncryptionAvailable') && has('encryptString') && has('decryptString');
+  const async = has('isAsyncEncryptionAvailable') && has('encryptStringAsync') && has('decryptStringAsync');
+  if (typeof value !== 'object' || value === null || !(sync || async)) {
+    throw invalid("safeStorage must be Electron's safeStorage object (main process): it needs isEncryptionAvailable, " +
+      'encryptString and decryptString, or their Async versions.');
+  }
 }
 
 export function resolveLockOptions(options: CachePluginOptions | { lockOptions?: LockOptions }): LockOptions {

@@ -1,9 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
-import { assertSafePath, corruptName, ensureDirectory, fileStamp, readFileIfExists, writeFileAtomic } from '../files.js';
-import { deleteFile } from './plaintext-file.js';
-import { type KeytarApi, loadKeytar } from './keytar-binding.js';
+import { createKeytarPersistence } from './keytar-store.js';
 import type { Persistence } from './types.js';
 
 export interface LibsecretPersistenceOptions {
@@ -17,92 +13,17 @@ export interface LibsecretPersistenceOptions {
 /**
  * The cache JSON in a Secret Service item (keytar's schema `org.freedesktop.Secret.Generic`, attributes
  * `service` and `account`: exactly what msal-node-extensions' LibSecretPersistence writes), plus a
- * marker file at `cachePath` whose replacement tells other processes to reload.
+ * marker file at `cachePath`.
  */
-export async function createLibsecretPersistence(options: LibsecretPersistenceOptions): Promise<Persistence> {
-  const { cachePath, serviceName, accountName, platform, env } = options;
-  const keytar = await loadKeytar();
-  await ensureDirectory(dirname(cachePath));
-  await assertSafePath(cachePath);
-  const location = secretServiceItem(serviceName, accountName);
-  const call = <T>(action: string, run: () => Promise<T>) => callSecretService(action, location, env, run);
-
-  const touchMarker = () =>
-    // Our own version string in the marker; msal-node-extensions only looks at its mtime.
-    writeFileAtomic(cachePath, `{"version":"${randomBytes(16).toString('hex')}"}`, { platform });
-
-  const load = async (): Promise<string | null> => {
-    const contents = await call('read the', () => keytar.getPassword(serviceName, accountName));
-    if (contents === null && (await readFileIfExists(cachePath)) !== null) {
-      // libsecret answers "not found" for items in a locked collection. A marker says a cache was
-      // written here, so make sure an empty answer is not a locked keyring before calling it empty.
-      await probeWritable(keytar, serviceName, call);
-    }
-    return contents;
-  };
-
-  return {
+export function createLibsecretPersistence(options: LibsecretPersistenceOptions): Promise<Persistence> {
+  const { env, ...rest } = options;
+  return createKeytarPersistence({
+    ...rest,
     kind: 'libsecret',
-    encrypted: true,
-    cachePath,
-    location,
-    load,
-    save: async (contents) => {
-      await call('write the', () => keytar.setPassword(serviceName, accountName, contents));
-      await touchMarker();
-    },
-    delete: async () => {
-      const deleted = await call('delete the', () => keytar.deletePassword(serviceName, accountName));
-      await deleteFile(cachePath);
-      return deleted;
-    },
-    changeToken: () => fileStamp(cachePath),
-    quarantine: async () => {
-      const bytes = await call('read the', () => keytar.getPassword(serviceName, accountName));
-      const asideAccount = corruptName(accountName);
-      // keytar cannot store an empty secret, and there is nothing to keep of one.
-      const keep = bytes !== null && bytes !== '';
-      if (keep) await call('write the', () => keytar.setPassword(serviceName, asideAccount, bytes));
-      if (bytes !== null) await call('delete the', () => keytar.deletePassword(serviceName, accountName));
-      await touchMarker();
-      return keep ? secretServiceItem(serviceName, asideAccount) : 'nowhere (the item was empty, so it was deleted)';
-    },
-    verify: async () => {
-      await probeWritable(keytar, serviceName, call);
-    },
-  };
-}
-
-function secretServiceItem(service: string, account: string): string {
-  return `Secret Service item (service "${service}", account "${account}")`;
-}
-
-async function probeWritable(
-  keytar: KeytarApi,
-  serviceName: string,
-  call: <T>(action: string, run: () => Promise<T>) => Promise<T>,
-): Promise<void> {
-  const account = `msal-keychain-cache-verify-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const payload = randomBytes(16).toString('hex');
-  try {
-    await call('write a test item to the', () => keytar.setPassword(serviceName, account, payload));
-    const back = await call('read a test item from the', () => keytar.getPassword(serviceName, account));
-    if (back !== payload) {
-      throw new KeychainCacheError('BACKEND_UNAVAILABLE',
-        'A test item written to the Secret Service could not be read back. The keyring may be locked or ' +
-        'misbehaving: unlock it (log into the desktop session) or restart gnome-keyring-daemon.');
-    }
-  } finally {
-    await keytar.deletePassword(serviceName, account).catch(() => undefined);
-  }
-}
-
-async function callSecretService<T>(action: string, location: string, env: NodeJS.ProcessEnv, run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    throw explainSecretServiceError(error, `${action} ${location}`, env);
-  }
+    describeItem: (service, account) => `Secret Service item (service "${service}", account "${account}")`,
+    explainError: (error, what) => explainSecretServiceError(error, what, env),
+    probeWhenEmpty: true,
+  });
 }
 
 /** Maps libsecret's messages (as keytar passes them on) to a code, the cause and the fix. */

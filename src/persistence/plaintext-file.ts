@@ -3,7 +3,8 @@ import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from '../errors.js';
 import {
-  assertSafePath, corruptName, describeFileError, ensureDirectory, fileStamp, readFileIfExists, writeFileAtomic,
+  assertSafePath, corruptName, describeFileError, ensureDirectory, fileStamp, readFileIfExists, renameWithRetry,
+  unlinkWithRetry, writeFileAtomic,
 } from '../files.js';
 import type { Persistence } from './types.js';
 
@@ -26,26 +27,24 @@ export async function createPlaintextFilePersistence(options: FilePersistenceOpt
     save: (contents) => writeFileAtomic(cachePath, contents, { platform }),
     delete: () => deleteFile(cachePath),
     changeToken: () => fileStamp(cachePath),
-    quarantine: () => quarantineFile(cachePath),
+    quarantine: () => quarantineFile(cachePath, platform),
     verify: () => verifyDirectory(cachePath, platform),
   };
 }
 
 export async function deleteFile(path: string): Promise<boolean> {
   try {
-    await fs.unlink(path);
-    return true;
+    return await unlinkWithRetry(path);
   } catch (error) {
-    if (systemErrorCode(error) === 'ENOENT') return false;
     throw describeFileError(error, 'delete', path);
   }
 }
 
 /** `<path>.corrupt-<time>`: the bytes are kept for a post-mortem, not deleted. */
-export async function quarantineFile(path: string): Promise<string> {
+export async function quarantineFile(path: string, platform: NodeJS.Platform): Promise<string> {
   const target = corruptName(path);
   try {
-    await fs.rename(path, target);
+    await renameWithRetry(path, target, platform);
   } catch (error) {
     if (systemErrorCode(error) === 'ENOENT') return target;
     throw describeFileError(error, 'move aside', path);

@@ -1,5 +1,25 @@
 /** The backends this package can store a cache in. */
-export type BackendKind = 'libsecret' | 'plaintext-file';
+export type BackendKind = 'dpapi-file' | 'keychain' | 'libsecret' | 'safe-storage' | 'plaintext-file';
+
+/** Windows DPAPI scope: only this Windows user (default), or any user of this machine. */
+export type DataProtectionScope = 'CurrentUser' | 'LocalMachine';
+
+/**
+ * The part of Electron's `safeStorage` (main process) this package uses: pass `safeStorage` from
+ * `import { safeStorage } from 'electron'`. Either the synchronous methods (every Electron since 15) or the
+ * asynchronous ones (Electron 39+; the synchronous ones are deprecated there) must be present; when both
+ * are, the asynchronous ones are used. The package never imports `electron` itself.
+ */
+export interface SafeStorageLike {
+  isEncryptionAvailable?(): boolean;
+  encryptString?(plainText: string): Buffer;
+  decryptString?(encrypted: Buffer): string;
+  isAsyncEncryptionAvailable?(): Promise<boolean>;
+  encryptStringAsync?(plainText: string): Promise<Buffer>;
+  decryptStringAsync?(encrypted: Buffer): Promise<{ shouldReEncrypt: boolean; result: string }>;
+  /** Linux only: `basic_text` means a hard-coded key, which this package treats as plaintext. */
+  getSelectedStorageBackend?(): string;
+}
 
 /**
  * One storage backend. Every backend stores the UTF-8 cache JSON in the layout msal-node-extensions

@@ -1,0 +1,116 @@
+// Every backend runs the one contract (test/contract/persistence-contract.mjs) first. Backends that need
+// another OS run it where they can: keychain on a Mac, dpapi-file on Windows here and, on Linux, inside
+// a Windows build of Node under Wine (test/windows.test.ts).
+import { randomBytes } from 'node:crypto';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PublicClientApplication } from '@azure/msal-node';
+import keytar from 'keytar';
+import { describe, it } from 'vitest';
+import { createSafeStorageStandIn } from '../scripts/safe-storage-stand-in.mjs';
+import { createCachePlugin, createPersistence, type PersistenceOptions } from '../src/index.js';
+import { createTokenEndpoint, testAuthority } from '../src/token-endpoint.js';
+import { contractCases } from './contract/persistence-contract.mjs';
+import { isLinux, tempDir } from './helpers.js';
+
+const lib = { createPersistence, createCachePlugin, createTokenEndpoint, testAuthority, PublicClientApplication };
+
+type CorruptMode = 'garbage' | 'truncate' | 'flip' | 'empty';
+
+interface Subject {
+  options: PersistenceOptions;
+  encrypted: boolean;
+  directory: string;
+  atRest: string[];
+  corruptModes: CorruptMode[];
+  corrupt(mode: CorruptMode): Promise<void>;
+}
+
+const quiet = { loggerCallback: () => undefined };
+
+async function location(): Promise<{ directory: string; cachePath: string; serviceName: string }> {
+  const directory = join(await tempDir(), 'cache');
+  return { directory, cachePath: join(directory, 'msal-cache.bin'), serviceName: `mkc-contract-${randomBytes(6).toString('hex')}` };
+}
+
+/** Damages a cache file in place (not atomically: this is the damage, not a write of ours). */
+async function damageFile(path: string, mode: CorruptMode): Promise<void> {
+  const bytes = await readFile(path);
+  switch (mode) {
+    case 'garbage': await writeFile(path, randomBytes(bytes.length)); break;
+    case 'truncate': await truncate(path, Math.floor(bytes.length / 2)); break;
+    case 'empty': await truncate(path, 0); break;
+    case 'flip': bytes[Math.floor(bytes.length / 2)]! ^= 0x55; await writeFile(path, bytes); break;
+  }
+}
+
+async function fileSubject(extra: Partial<PersistenceOptions>, encrypted: boolean, modes: CorruptMode[]): Promise<Subject> {
+  const { directory, cachePath, serviceName } = await location();
+  return {
+    options: { cachePath, serviceName, loggerOptions: quiet, ...extra },
+    encrypted,
+    directory,
+    atRest: [],
+    corruptModes: modes,
+    corrupt: (mode) => damageFile(cachePath, mode),
+  };
+}
+
+async function keytarSubject(backend: 'libsecret' | 'keychain', atRest: string[]): Promise<Subject> {
+  const { directory, cachePath, serviceName } = await location();
+  const accountName = 'MSALCache';
+  return {
+    options: { cachePath, serviceName, accountName, backend, loggerOptions: quiet },
+    encrypted: true,
+    directory,
+    atRest,
+    corruptModes: ['garbage', 'truncate'],
+    corrupt: async (mode) => {
+      const text = (await keytar.getPassword(serviceName, accountName)) ?? '';
+      await keytar.setPassword(serviceName, accountName,
+        mode === 'truncate' ? text.slice(0, Math.floor(text.length / 2)) : `{garbage ${randomBytes(8).toString('hex')}`);
+    },
+  };
+}
+
+const subjects: { name: string; runs: boolean; make: () => Promise<Subject> }[] = [
+  {
+    name: 'plaintext-file',
+    runs: true,
+    make: () => fileSubject({ backend: 'plaintext-file', allowPlaintextFallback: true }, false, ['garbage', 'truncate', 'empty']),
+  },
+  {
+    name: 'libsecret (private Secret Service)',
+    runs: isLinux,
+    // gnome-keyring's own files: the item must be encrypted there too.
+    make: () => keytarSubject('libsecret', [join(process.env.HOME ?? '', '.local', 'share', 'keyrings')]),
+  },
+  {
+    name: 'keychain [darwin only]',
+    runs: process.platform === 'darwin',
+    make: () => keytarSubject('keychain', []),
+  },
+  {
+    name: 'dpapi-file native [win32 only]',
+    runs: process.platform === 'win32',
+    make: () => fileSubject({ backend: 'dpapi-file' }, true, ['garbage', 'truncate', 'flip', 'empty']),
+  },
+  ...(['sync', 'async'] as const).flatMap((api) => (['linux', 'win32'] as const).map((platform) => ({
+    name: `safe-storage (stand-in, ${api} API, ${platform} semantics)`,
+    runs: true,
+    make: () => {
+      // One keyring password per subject: every instance in a case shares the app's key, as processes do.
+      const keyringPassword = randomBytes(8).toString('hex');
+      const { safeStorage } = createSafeStorageStandIn({ api, platform, keyringPassword });
+      return fileSubject({ safeStorage, platform }, true, ['garbage', 'truncate', 'flip', 'empty']);
+    },
+  }))),
+];
+
+for (const subject of subjects) {
+  describe.runIf(subject.runs)(`persistence contract: ${subject.name}`, () => {
+    for (const contractCase of contractCases) {
+      it(contractCase.name, () => contractCase.run({ lib, makeSubject: subject.make }));
+    }
+  });
+}

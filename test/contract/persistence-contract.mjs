@@ -1,0 +1,234 @@
+// The contract every backend passes before its own tests. Plain JavaScript with node:assert, so the
+// same cases run under vitest (test/contract.test.ts) and inside a Windows build of Node under Wine
+// (test/windows/lane.mjs), where vitest cannot run.
+//
+// A case gets `lib` (the package's API, from src or dist, plus msal-node) and `makeSubject()`, which
+// returns a fresh location for the backend under test:
+//   { options, encrypted, directory, atRest, corruptModes, corrupt(mode) }
+// - options: PersistenceOptions for createPersistence / createCachePlugin (a quiet logger included);
+// - directory: the folder that holds cachePath; atRest: more folders where the backend keeps data;
+// - corrupt(mode): damages the stored cache the way `mode` says ('garbage', 'truncate', 'flip', 'empty').
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+const scopes = ['User.Read'];
+
+function sampleCache(marker, size = 0) {
+  // Shaped like an MSAL cache, with a recognisable secret and non-ASCII text.
+  const cache = {
+    AccessToken: { [`key-${marker}`]: { secret: `secret-${marker}`, note: 'Grüße, 東京, emoji 🔐' } },
+    Account: {}, IdToken: {}, RefreshToken: {}, AppMetadata: {},
+  };
+  if (size > 0) cache.AccessToken.padding = { secret: 'x'.repeat(size) };
+  return JSON.stringify(cache);
+}
+
+async function filesUnder(directory) {
+  const found = [];
+  let entries;
+  try {
+    entries = await readdir(directory, { withFileTypes: true });
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) found.push(...await filesUnder(path));
+    else if (entry.isFile()) found.push(path);
+  }
+  return found;
+}
+
+function client(lib, plugin, endpoint) {
+  return new lib.PublicClientApplication({
+    auth: { clientId: 'contract-client', authority: lib.testAuthority },
+    cache: { cachePlugin: plugin },
+    system: { networkClient: endpoint.networkClient },
+  });
+}
+
+function signIn(app, user) {
+  return app.acquireTokenByCode({ code: user, scopes, redirectUri: 'http://localhost' });
+}
+
+function recording(options) {
+  const lines = [];
+  return {
+    lines,
+    options: { ...options, loggerOptions: { loggerCallback: (level, message) => { lines.push({ level, message }); }, logLevel: 3 } },
+  };
+}
+
+/** @type {{ name: string, run: (context: { lib: any, makeSubject: () => Promise<any> }) => Promise<void> }[]} */
+export const contractCases = [
+  {
+    name: 'an empty store loads as null and its change token holds still',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const persistence = await lib.createPersistence(subject.options);
+      assert.equal(await persistence.load(), null);
+      assert.equal(await persistence.changeToken(), await persistence.changeToken());
+      assert.equal(persistence.encrypted, subject.encrypted);
+    },
+  },
+  {
+    name: 'a saved cache loads back exactly, here and in a second instance (non-ASCII, 1 MB)',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const first = await lib.createPersistence(subject.options);
+      const small = sampleCache('round-trip');
+      await first.save(small);
+      assert.equal(await first.load(), small);
+      const big = sampleCache('big', 1024 * 1024);
+      await first.save(big);
+      const second = await lib.createPersistence(subject.options);
+      assert.equal(await second.load(), big);
+    },
+  },
+  {
+    name: 'a save by another instance moves the change token; reads alone do not',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const reader = await lib.createPersistence(subject.options);
+      const writer = await lib.createPersistence(subject.options);
+      const tokens = [await reader.changeToken()];
+      for (let i = 0; i < 5; i++) {
+        await writer.save(sampleCache(`change-${i}`));
+        tokens.push(await reader.changeToken());
+        await reader.load();
+        assert.equal(await reader.changeToken(), tokens.at(-1), 'a load moved the change token');
+      }
+      assert.equal(new Set(tokens).size, tokens.length, `every save must give a new token: ${tokens.join(' ')}`);
+    },
+  },
+  {
+    name: 'delete removes the cache, and deleting again reports false',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const persistence = await lib.createPersistence(subject.options);
+      await persistence.save(sampleCache('delete'));
+      assert.equal(await persistence.delete(), true);
+      assert.equal(await persistence.load(), null);
+      assert.equal(await persistence.delete(), false);
+      const again = await lib.createPersistence(subject.options);
+      assert.equal(await again.load(), null);
+    },
+  },
+  {
+    name: 'concurrent saves and loads never see a torn cache and leave no temporary files',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const writers = await Promise.all([1, 2, 3].map(() => lib.createPersistence(subject.options)));
+      const reader = await lib.createPersistence(subject.options);
+      const versions = Array.from({ length: 12 }, (_, i) => sampleCache(`atomic-${i}`, 64 * 1024 + i * 997));
+      const valid = new Set(versions);
+      await writers[0].save(versions[0]);
+      const seen = [];
+      let writing = true;
+      const reads = (async () => {
+        while (writing) {
+          const text = await reader.load();
+          seen.push(text);
+        }
+      })();
+      await Promise.all(versions.map((version, i) => writers[i % writers.length].save(version)));
+      writing = false;
+      await reads;
+      assert.ok(seen.length > 0);
+      for (const text of seen) assert.ok(valid.has(text), `a load returned ${text === null ? 'null' : `${text.length} chars that are no saved version`}`);
+      assert.ok(valid.has(await reader.load()));
+      const leftovers = (await readdir(subject.directory)).filter((name) => name.endsWith('.tmp'));
+      assert.deepEqual(leftovers, []);
+    },
+  },
+  {
+    name: 'the cache file is 0600 in a 0700 directory (POSIX; on Windows the profile ACL applies)',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const persistence = await lib.createPersistence(subject.options);
+      await persistence.save(sampleCache('modes'));
+      const file = await stat(persistence.cachePath);
+      assert.ok(file.isFile());
+      if (process.platform !== 'win32') {
+        assert.equal(file.mode & 0o777, 0o600);
+        assert.equal((await stat(dirname(persistence.cachePath))).mode & 0o777, 0o700);
+      }
+    },
+  },
+  {
+    name: 'no token text at rest for encrypted kinds (and the check finds it for plaintext)',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const persistence = await lib.createPersistence(subject.options);
+      const marker = randomBytes(12).toString('hex');
+      await persistence.save(sampleCache(marker));
+      const needles = [Buffer.from(`secret-${marker}`), Buffer.from(`secret-${marker}`, 'utf16le'), Buffer.from(marker)];
+      const files = [...await filesUnder(subject.directory), ...(await Promise.all(subject.atRest.map(filesUnder))).flat()];
+      assert.ok(files.length > 0, 'nothing found at rest to inspect');
+      const holding = [];
+      for (const file of files) {
+        const bytes = await readFile(file);
+        if (needles.some((needle) => bytes.includes(needle))) holding.push(file);
+      }
+      if (subject.encrypted) assert.deepEqual(holding, [], 'token text found in plain on disk');
+      else assert.ok(holding.includes(persistence.cachePath), 'the plaintext backend should hold the text in cachePath');
+    },
+  },
+  {
+    name: 'verify passes and leaves nothing behind',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const persistence = await lib.createPersistence({ ...subject.options, verify: false });
+      await persistence.save(sampleCache('verify'));
+      const before = (await readdir(subject.directory)).sort();
+      await persistence.verify();
+      assert.deepEqual((await readdir(subject.directory)).sort(), before);
+      assert.equal(await persistence.load(), sampleCache('verify'));
+    },
+  },
+  {
+    name: 'MSAL round trip: a sign-in persists and a fresh client gets the token silently from the store',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const endpoint = lib.createTokenEndpoint();
+      const first = client(lib, await lib.createCachePlugin(subject.options), endpoint);
+      const signedIn = await signIn(first, 'contract-user');
+      await signIn(first, 'contract-user-2');
+      endpoint.refuse = true;
+      const fresh = client(lib, await lib.createCachePlugin(subject.options), endpoint);
+      const accounts = await fresh.getTokenCache().getAllAccounts();
+      assert.equal(accounts.length, 2);
+      const account = accounts.find((a) => a.localAccountId === endpoint.objectIdFor('contract-user'));
+      assert.ok(account);
+      const silent = await fresh.acquireTokenSilent({ account, scopes });
+      assert.equal(silent.accessToken, signedIn.accessToken);
+      await fresh.getTokenCache().removeAccount(account);
+      const after = client(lib, await lib.createCachePlugin(subject.options), endpoint);
+      assert.equal((await after.getTokenCache().getAllAccounts()).length, 1);
+    },
+  },
+  {
+    name: 'damaged stored bytes (every way this backend can be damaged) are moved aside; the app signs in again',
+    async run({ lib, makeSubject }) {
+      for (const mode of (await makeSubject()).corruptModes) {
+        const subject = await makeSubject();
+        const endpoint = lib.createTokenEndpoint();
+        await signIn(client(lib, await lib.createCachePlugin(subject.options), endpoint), 'before-damage');
+        await subject.corrupt(mode);
+        const log = recording(subject.options);
+        const app = client(lib, await lib.createCachePlugin(log.options), endpoint);
+        assert.deepEqual(await app.getTokenCache().getAllAccounts(), [], `${mode}: damaged cache must read as empty`);
+        const warnings = log.lines.filter((l) => l.level === 1 && l.message.includes('moved aside'));
+        assert.equal(warnings.length, 1, `${mode}: expected one warning about the move, got ${JSON.stringify(log.lines.map((l) => l.message))}`);
+        assert.ok(!warnings[0].message.includes('secret-'), `${mode}: the warning quoted cache text`);
+        await signIn(app, 'after-damage');
+        endpoint.refuse = true;
+        const fresh = client(lib, await lib.createCachePlugin(subject.options), endpoint);
+        const accounts = await fresh.getTokenCache().getAllAccounts();
+        assert.deepEqual(accounts.map((a) => a.localAccountId), [endpoint.objectIdFor('after-damage')], mode);
+      }
+    },
+  },
+];
