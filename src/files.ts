@@ -119,6 +119,12 @@ async function writeNow(path: string, data: string | Uint8Array, options: Atomic
     await renameWithRetry(temp, path, options.platform ?? process.platform);
     renamed = true;
   } catch (error) {
+    const code = systemErrorCode(error);
+    if ((options.platform ?? process.platform) === 'win32' && code && windowsBusyCodes.has(code)) {
+      throw new KeychainCacheError('STORE_FAILED', `Could not replace ${path}: Windows kept it in use by another ` +
+        `program for ${windowsRetryMs / 1000} s (${code}), e.g. an antivirus scan, a backup tool or a process reading ` +
+        'it in a loop. The previous cache is intact; try again, or exclude the folder from real-time scanning.', { cause: error });
+    }
     throw describeFileError(error, 'write', path);
   } finally {
     if (!renamed) await fs.unlink(temp).catch(() => undefined);
@@ -127,25 +133,31 @@ async function writeNow(path: string, data: string | Uint8Array, options: Atomic
 
 const windowsBusyCodes = new Set(['EPERM', 'EBUSY', 'EACCES']);
 
+// How long a Windows rename or delete keeps retrying while another program has the file open.
+const windowsRetryMs = 3_000;
+
 export async function renameWithRetry(from: string, to: string, platform: NodeJS.Platform): Promise<void> {
-  // Windows refuses to replace a file that another process has open (antivirus, a reader): retry for ~1 s.
+  // Windows (MoveFileEx) refuses to replace a file another process has open, even with FILE_SHARE_DELETE:
+  // readers, antivirus, indexers. Retry with short jittered waits so a gap between two reads is found.
+  const deadline = Date.now() + windowsRetryMs;
   for (let attempt = 0; ; attempt++) {
     try {
       await fs.rename(from, to);
       return;
     } catch (error) {
       const code = systemErrorCode(error);
-      if (platform !== 'win32' || !code || !windowsBusyCodes.has(code) || attempt >= 10) throw error;
-      await sleep(5 * 2 ** Math.min(attempt, 6) * (0.5 + Math.random()));
+      if (platform !== 'win32' || !code || !windowsBusyCodes.has(code) || Date.now() >= deadline) throw error;
+      await sleep(Math.min(2 ** attempt, 50) * (0.5 + Math.random()));
     }
   }
 }
 
 /**
  * Deletes a file; false when it was already gone. Windows refuses to delete a file another process has
- * open without FILE_SHARE_DELETE (antivirus, indexers, a reader in mid-read): retry those briefly (~1 s).
+ * open without FILE_SHARE_DELETE (antivirus, indexers, a reader in mid-read): retry those briefly (up to 3 s).
  */
 export async function unlinkWithRetry(path: string): Promise<boolean> {
+  const deadline = Date.now() + windowsRetryMs;
   for (let attempt = 0; ; attempt++) {
     try {
       await fs.unlink(path);
@@ -153,8 +165,8 @@ export async function unlinkWithRetry(path: string): Promise<boolean> {
     } catch (error) {
       const code = systemErrorCode(error);
       if (code === 'ENOENT') return false;
-      if (!code || !windowsBusyCodes.has(code) || attempt >= 10) throw error;
-      await sleep(5 * 2 ** Math.min(attempt, 6) * (0.5 + Math.random()));
+      if (!code || !windowsBusyCodes.has(code) || Date.now() >= deadline) throw error;
+      await sleep(Math.min(2 ** attempt, 50) * (0.5 + Math.random()));
     }
   }
 }

@@ -1,4 +1,4 @@
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, posix as posixPath, resolve, win32 as win32Path } from 'node:path';
 import { KeychainCacheError } from './errors.js';
 import type { LockOptions } from './file-lock.js';
 import type { LoggerOptions } from './logger.js';
@@ -144,3 +144,25 @@ export function resolveLockOptions(options: CachePluginOptions | { lockOptions?:
 }
 
 export { pluginKeys };
+
+/**
+ * Where an app's cache belongs on each OS, for `cachePath`: `%LOCALAPPDATA%\<appName>\msal-cache.bin` on
+ * Windows (the per-user, non-roaming profile DPAPI data belongs in), `~/Library/Caches/<appName>/msal-cache.json`
+ * on macOS, and `$XDG_CACHE_HOME/<appName>/msal-cache.json` (default `~/.cache`) elsewhere.
+ */
+export function defaultCachePath(appName: string, options: { platform?: NodeJS.Platform; env?: NodeJS.ProcessEnv } = {}): string {
+  if (typeof appName !== 'string' || appName.trim() === '' || /[\\/:*?"<>|]/.test(appName) || appName === '.' || appName === '..') {
+    throw invalid('appName must be a plain folder name (no slashes or reserved characters), e.g. "my-cli".');
+  }
+  const platform = options.platform ?? process.platform;
+  const env = options.env ?? process.env;
+  const path = platform === 'win32' ? win32Path : posixPath;
+  const home = platform === 'win32' ? env.USERPROFILE : env.HOME;
+  const base = platform === 'win32' ? env.LOCALAPPDATA ?? (home ? path.join(home, 'AppData', 'Local') : undefined)
+    : platform === 'darwin' ? (home ? path.join(home, 'Library', 'Caches') : undefined)
+      : env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : (home ? path.join(home, '.cache') : undefined);
+  if (!base) {
+    throw invalid(`Cannot find a per-user folder: ${platform === 'win32' ? 'LOCALAPPDATA and USERPROFILE are' : 'HOME is'} not set. Pass cachePath yourself.`);
+  }
+  return path.join(base, appName, platform === 'win32' ? 'msal-cache.bin' : 'msal-cache.json');
+}

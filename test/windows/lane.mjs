@@ -1,0 +1,78 @@
+// The Windows lane: run by a Windows build of Node (test/windows.test.ts starts it under Wine; on a real
+// Windows machine `node test/windows/lane.mjs <results.json>` works too). Runs the shared persistence
+// contract against the dpapi-file backend, then the lane's own cases, against the built package (dist/).
+// Writes { facts, results: [{ name, ok, ms, error?, details? }] } to the file named by the first argument.
+import { createRequire } from 'node:module';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { PublicClientApplication } from '@azure/msal-node';
+import { createCachePlugin, createPersistence, defaultCachePath } from '../../dist/esm/index.js';
+import { loadDpapi } from '../../dist/esm/persistence/dpapi-file.js';
+import { createTokenEndpoint, testAuthority } from '../../dist/esm/token-endpoint.js';
+import { contractCases } from '../contract/persistence-contract.mjs';
+import { laneCases } from './lane-cases.mjs';
+
+const resultsPath = process.argv[2];
+const results = [];
+const directories = [];
+const tempDir = async () => {
+  const directory = await mkdtemp(join(tmpdir(), 'mkc-lane-'));
+  directories.push(directory);
+  return directory;
+};
+
+async function record(name, run) {
+  const started = performance.now();
+  try {
+    const details = await run();
+    results.push({ name, ok: true, ms: performance.now() - started, ...(details ? { details } : {}) });
+  } catch (error) {
+    results.push({ name, ok: false, ms: performance.now() - started, error: `${error?.stack ?? error}`.slice(0, 4000) });
+  }
+}
+
+const facts = { platform: process.platform, arch: process.arch, node: process.version, localAppData: process.env.LOCALAPPDATA };
+try {
+  const lib = { createPersistence, createCachePlugin, createTokenEndpoint, testAuthority, PublicClientApplication, defaultCachePath };
+  const dpapi = await loadDpapi();
+  // By path: the package's index loads keytar, which has no Windows binary in a Linux-made install.
+  const require = createRequire(import.meta.url);
+  const extensionsDpapi = require(join(fileURLToPath(new URL('../../node_modules/@azure/msal-node-extensions/bin/x64/dpapi.node', import.meta.url))));
+
+  const makeSubject = async () => {
+    const directory = join(await tempDir(), 'cache');
+    const cachePath = join(directory, 'msal-cache.bin');
+    return {
+      options: { cachePath, loggerOptions: { loggerCallback: () => undefined } },
+      encrypted: true,
+      directory,
+      atRest: [],
+      corruptModes: ['garbage', 'truncate', 'flip', 'empty'],
+      corrupt: async (mode) => {
+        const bytes = await readFile(cachePath);
+        if (mode === 'garbage') await writeFile(cachePath, randomBytes(bytes.length));
+        else if (mode === 'truncate') await truncate(cachePath, Math.floor(bytes.length / 2));
+        else if (mode === 'empty') await truncate(cachePath, 0);
+        else { bytes[Math.floor(bytes.length / 2)] ^= 0x55; await writeFile(cachePath, bytes); }
+      },
+    };
+  };
+  for (const contractCase of contractCases) {
+    await record(`contract: ${contractCase.name}`, () => contractCase.run({ lib, makeSubject }));
+  }
+  const worker = fileURLToPath(new URL('./lane-worker.mjs', import.meta.url));
+  for (const laneCase of laneCases) {
+    await record(laneCase.name, () => laneCase.run({ lib, dpapi, extensionsDpapi, tempDir, worker }));
+  }
+} catch (error) {
+  facts.setupError = `${error?.stack ?? error}`;
+} finally {
+  for (const directory of directories) await rm(directory, { recursive: true, force: true }).catch(() => undefined);
+  writeFileSync(resultsPath, JSON.stringify({ facts, results }, null, 2));
+  // Exit even if a failed case left something running: the results are written.
+  process.exit(results.length > 0 && results.every((r) => r.ok) && !facts.setupError ? 0 : 1);
+}
