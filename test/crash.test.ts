@@ -1,17 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { backends, createTokenEndpoint, findAccount, forChild, isLinux, newClient, recordingLogger, scopes, startFixture, storeOptions } from './helpers.js';
+import { processBackends, createTokenEndpoint, findAccount, forChild, isLinux, newClient, recordingLogger, scopes, startFixture, storeOptions } from './helpers.js';
 
 const rounds = 50;
 
-describe.each(backends)('writers killed at random moments, %s backend', (backend) => {
+describe.each(processBackends)('writers killed at random moments, %s backend', (backend) => {
   it.runIf(backend !== 'libsecret' || isLinux)(`${rounds} rounds: the cache always loads and every completed sign-in survives`, async () => {
-    const options = forChild(await storeOptions(backend, { lockOptions: { timeoutMs: 5000 } }));
+    const options = await storeOptions(backend, { lockOptions: { timeoutMs: 5000 } });
+    const childOptions = forChild(options);
     const completed: string[] = [];
     const log = recordingLogger();
     for (let round = 0; round < rounds; round++) {
       // Two writers racing for the lock; each is killed at a random moment, mostly mid-sign-in.
       const writers = [0, 1].map((w) => startFixture('worker', {
-        task: 'sign-in', options, users: Array.from({ length: 500 }, (_, i) => `crash-r${round}-w${w}-u${i}`),
+        task: 'sign-in', options: childOptions, users: Array.from({ length: 500 }, (_, i) => `crash-r${round}-w${w}-u${i}`),
       }));
       await Promise.all(writers.map(async (writer) => {
         await writer.waitFor('DONE');

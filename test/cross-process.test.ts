@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { backends, forChild, isLinux, runFixture, storeOptions } from './helpers.js';
+import { processBackends, forChild, isLinux, runFixture, storeOptions } from './helpers.js';
 
 const processes = 8;
 const usersPerProcess = 25;
 const rounds = 3;
 
-describe.each(backends)('many processes on one cache, %s backend', (backend) => {
+describe.each(processBackends)('many processes on one cache, %s backend', (backend) => {
   it.runIf(backend !== 'libsecret' || isLinux)(`loses nothing: ${processes} processes x ${usersPerProcess} sign-ins at once, ${rounds} rounds`, async () => {
     for (let round = 0; round < rounds; round++) {
       const options = forChild(await storeOptions(backend));

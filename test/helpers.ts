@@ -6,12 +6,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PublicClientApplication, type AccountInfo, type LogLevel } from '@azure/msal-node';
 import { afterAll } from 'vitest';
-import { createCachePlugin, type CachePluginOptions } from '../src/index.js';
+import { createSafeStorageStandIn } from '../scripts/safe-storage-stand-in.mjs';
+import { createCachePlugin, type CachePluginOptions, type SafeStorageLike } from '../src/index.js';
 import type { BackendKind } from '../src/persistence/types.js';
 import { createTokenEndpoint, testAuthority, type TokenEndpoint } from '../src/token-endpoint.js';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 export const backends: BackendKind[] = ['libsecret', 'plaintext-file'];
+/** Backends the multi-process tests also run: safe-storage through the stand-in, one per process as in Electron. */
+export const processBackends: BackendKind[] = [...backends, 'safe-storage'];
 export const scopes = ['User.Read'];
 export const clientId = 'test-client-id';
 export const isLinux = process.platform === 'linux';
@@ -31,9 +34,16 @@ export async function tempDir(): Promise<string> {
 /** Plugin options for one backend on a fresh location (its own cache file and keyring item). */
 export async function storeOptions(backend: BackendKind, extra: Partial<CachePluginOptions> = {}): Promise<CachePluginOptions> {
   const directory = await tempDir();
+  let safeStorage: SafeStorageLike | undefined;
+  if (backend === 'safe-storage') {
+    const keyringPassword = randomBytes(8).toString('hex');
+    safeStorage = createSafeStorageStandIn({ keyringPassword }).safeStorage;
+    standInPasswords.set(safeStorage, keyringPassword);
+  }
   return {
     cachePath: join(directory, 'cache', 'msal-cache.json'),
     backend,
+    ...(safeStorage ? { safeStorage } : {}),
     allowPlaintextFallback: backend === 'plaintext-file',
     serviceName: `mkc-test-${randomBytes(6).toString('hex')}`,
     accountName: 'MSALCache',
@@ -79,10 +89,17 @@ export function findAccount(accounts: AccountInfo[], endpoint: TokenEndpoint, us
 
 export { createTokenEndpoint };
 
-/** Options as a child process gets them (JSON): without the logger callback, which cannot cross. */
+const standInPasswords = new WeakMap<SafeStorageLike, string>();
+
+/**
+ * Options as a child process gets them (JSON): without the logger callback, which cannot cross, and with
+ * the safeStorage stand-in replaced by its keyring password (the worker builds its own, as each Electron
+ * process has its own safeStorage over the same OS key).
+ */
 export function forChild(options: CachePluginOptions): CachePluginOptions {
-  const { loggerOptions: _logger, ...rest } = options;
-  return rest;
+  const { loggerOptions: _logger, safeStorage, ...rest } = options;
+  if (!safeStorage) return rest;
+  return { ...rest, standIn: { keyringPassword: standInPasswords.get(safeStorage) } } as CachePluginOptions;
 }
 
 /** The pid of a process that has already exited. */
