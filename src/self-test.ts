@@ -30,6 +30,8 @@ export interface SelfTestStep {
 
 /** The `--json` report. Fields are stable: new ones may be added, none renamed or removed within a major version. */
 export interface SelfTestReport {
+  // candidates: every backend for this platform, in the order tried; `code` is an error code, or
+  // NOT_APPLICABLE for a backend this command cannot try (safe-storage needs a running Electron app).
   ok: boolean;
   platform: string;
   arch: string;
@@ -62,7 +64,10 @@ export async function runSelfTest(options: SelfTestOptions = {}): Promise<SelfTe
       loggerOptions: { loggerCallback: () => undefined },
     });
     const selection = await selectPersistence(resolved, createLogger(resolved.loggerOptions));
-    report.candidates = selection.attempts;
+    report.candidates = [...selection.attempts, {
+      kind: 'safe-storage', usable: false, code: 'NOT_APPLICABLE', ms: 0,
+      reason: "Electron apps only: pass `safeStorage` from Electron's main process (cannot be checked from this command).",
+    }];
     if (!selection.persistence) {
       const error = selection.error ?? new KeychainCacheError('BACKEND_UNAVAILABLE', 'No backend is usable.');
       report.error = { code: error.code, message: error.message };
@@ -175,7 +180,8 @@ export function formatReport(report: SelfTestReport, color: boolean): string {
   const lines = [`msal-keychain-cache self-test`, `platform   ${report.platform} ${report.arch}, Node ${report.node}` +
     `; encrypted backends for this platform: ${encryptedCandidates(report.platform as NodeJS.Platform).join(', ') || 'none yet'}`];
   for (const candidate of report.candidates) {
-    lines.push(`backend    ${candidate.usable ? ok : candidate.code === 'PLAINTEXT_NOT_ALLOWED' ? skip : bad} ` +
+    const notTried = candidate.code === 'PLAINTEXT_NOT_ALLOWED' || candidate.code === 'NOT_APPLICABLE';
+    lines.push(`backend    ${candidate.usable ? ok : notTried ? skip : bad} ` +
       `${candidate.kind.padEnd(15)}${ms(candidate.ms)}${candidate.usable ? '  usable' : `  ${candidate.reason}`}`);
   }
   if (report.chosen) {

@@ -34,7 +34,7 @@ describe.runIf(isLinux)('self-test on Linux, spawned as users run it', () => {
     const run = await selfTest(['self-test'], process.env);
     expect(run.code).toBe(0);
     for (const line of ['backend    ok   libsecret', 'step       ok   store round trip', 'step       ok   lock round trip',
-      'step       ok   msal round trip', 'result     OK']) {
+      'step       ok   msal round trip', 'backend    skip safe-storage', 'result     OK']) {
       expect(run.stdout).toContain(line);
     }
     expect(run.stdout).toMatch(/store round trip +\d+\.\d ms/);
@@ -54,7 +54,7 @@ describe.runIf(isLinux)('self-test on Linux, spawned as users run it', () => {
     expect(run.stdout).toContain('--allow-plaintext');
     const json = report(await selfTest(['self-test', '--json'], env));
     expect(json).toMatchObject({ ok: false, chosen: null, error: { code: 'BACKEND_UNAVAILABLE' } });
-    expect(json.candidates.map((c) => [c.kind, c.usable])).toEqual([['libsecret', false], ['plaintext-file', false]]);
+    expect(json.candidates.map((c) => [c.kind, c.usable])).toEqual([['libsecret', false], ['plaintext-file', false], ['safe-storage', false]]);
   });
 
   it('fails with exit 1 and names the missing Secret Service when the bus has none', async () => {
@@ -88,7 +88,7 @@ describe.runIf(isLinux)('self-test on Linux, spawned as users run it', () => {
     expect(run.stdout).toContain('chosen     plaintext-file (NOT encrypted');
     const json = report(await selfTest(['self-test', '--allow-plaintext', '--json'], env));
     expect(json).toMatchObject({ ok: true, chosen: { kind: 'plaintext-file', encrypted: false } });
-    expect(json.candidates.map((c) => [c.kind, c.usable])).toEqual([['libsecret', false], ['plaintext-file', true]]);
+    expect(json.candidates.map((c) => [c.kind, c.usable])).toEqual([['libsecret', false], ['plaintext-file', true], ['safe-storage', false]]);
   });
 
   it('explains how to install keytar when it is not installed, and the package still imports', async () => {

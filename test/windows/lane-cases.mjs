@@ -190,4 +190,15 @@ export const laneCases = [
       return { takeoverMs: ms };
     },
   },
+  {
+    name: 'the self-test passes on Windows with dpapi-file chosen, and reports every candidate',
+    async run({ runSelfTest }) {
+      const report = await runSelfTest();
+      assert.equal(report.ok, true, JSON.stringify(report.error));
+      assert.deepEqual(report.chosen, { kind: 'dpapi-file', encrypted: true });
+      assert.deepEqual(report.candidates.map((c) => [c.kind, c.usable]), [['dpapi-file', true], ['safe-storage', false]]);
+      assert.deepEqual(report.steps.map((s) => s.status), ['ok', 'ok', 'ok']);
+      return { totalMs: Math.round(report.totalMs), steps: Object.fromEntries(report.steps.map((s) => [s.name, Math.round(s.ms)])) };
+    },
+  },
 ];

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { PublicClientApplication } from '@azure/msal-node';
 import { createCachePlugin, createPersistence, defaultCachePath } from '../../dist/esm/index.js';
 import { loadDpapi } from '../../dist/esm/persistence/dpapi-file.js';
+import { runSelfTest } from '../../dist/esm/self-test.js';
 import { createTokenEndpoint, testAuthority } from '../../dist/esm/token-endpoint.js';
 import { contractCases } from '../contract/persistence-contract.mjs';
 import { laneCases } from './lane-cases.mjs';
@@ -66,7 +67,7 @@ try {
   }
   const worker = fileURLToPath(new URL('./lane-worker.mjs', import.meta.url));
   for (const laneCase of laneCases) {
-    await record(laneCase.name, () => laneCase.run({ lib, dpapi, extensionsDpapi, tempDir, worker }));
+    await record(laneCase.name, () => laneCase.run({ lib, dpapi, extensionsDpapi, tempDir, worker, runSelfTest }));
   }
 } catch (error) {
   facts.setupError = `${error?.stack ?? error}`;
