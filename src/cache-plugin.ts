@@ -60,16 +60,23 @@ export class KeychainCachePlugin implements ICachePlugin {
     if (!held) return; // a read, or a write whose beforeCacheAccess failed: nothing to save or release
     this.#held.delete(context);
     try {
-      const text = context.tokenCache.serialize();
-      await this.persistence.save(text);
-      this.#lastToken = await this.persistence.changeToken();
-      this.#lastText = text;
+      let text: string;
+      try {
+        text = context.tokenCache.serialize();
+        await this.persistence.save(text);
+        this.#lastToken = await this.persistence.changeToken();
+        this.#lastText = text;
+      } finally {
+        await held.releaseFile();
+      }
       // msal-node rebuilds its memory from the last deserialized string on every silent call
-      // (TokenCache.overwriteCache), so hand it what we just saved or it forgets this write.
+      // (TokenCache.overwriteCache), so hand it what we just saved or it forgets this write. Done after
+      // the cross-process lock is released (other processes need not wait for a parse), still inside the
+      // in-process queue (no other write of this process can interleave).
       context.tokenCache.deserialize(text);
       this.#logger.verbose(`Saved the token cache (${text.length} characters) to ${this.persistence.kind}.`);
     } finally {
-      await this.#unlock(held);
+      held.releaseLocal();
     }
   }
 
@@ -78,17 +85,21 @@ export class KeychainCachePlugin implements ICachePlugin {
     const token = await this.persistence.changeToken();
     if (token === this.#lastToken) return;
     const { text, problem } = await this.#load();
-    if (problem !== undefined) {
-      // Moving bytes aside must happen under the lock, after re-reading: a writer may just have fixed them.
-      const held = await this.#lock();
+    if (problem === undefined) {
       try {
-        await this.#syncUnderLock(context);
-      } finally {
-        await this.#unlock(held);
+        this.#apply(context, text ?? emptyCache, token);
+        return;
+      } catch {
+        // MSAL could not read it: handled under the lock below.
       }
-      return;
     }
-    this.#apply(context, text ?? emptyCache, token);
+    // Moving bytes aside must happen under the lock, after re-reading: a writer may just have fixed them.
+    const held = await this.#lock();
+    try {
+      await this.#syncUnderLock(context);
+    } finally {
+      await this.#unlock(held);
+    }
   }
 
   async #syncUnderLock(context: TokenCacheContext): Promise<void> {
@@ -103,9 +114,12 @@ export class KeychainCachePlugin implements ICachePlugin {
     try {
       this.#apply(context, text ?? emptyCache, token);
     } catch (error) {
-      // Parsable JSON that MSAL cannot read (wrong shapes) is just as unreadable.
+      // One parse, MSAL's own: invalid JSON and JSON MSAL cannot read are equally unreadable. The
+      // error's message is not used: JSON.parse quotes the input, which may hold tokens.
       this.#logger.verbose(`MSAL could not deserialize the stored cache: ${error instanceof Error ? error.name : 'error'}.`);
-      await this.#quarantine('it is JSON, but not an MSAL token cache');
+      const size = text?.length ?? 0;
+      await this.#quarantine(error instanceof SyntaxError
+        ? `it is not valid JSON: truncated or garbage (${size} bytes)` : `it is JSON, but not an MSAL token cache (${size} bytes)`);
       this.#apply(context, emptyCache, await this.persistence.changeToken());
     }
   }
@@ -164,19 +178,14 @@ export class KeychainCachePlugin implements ICachePlugin {
 }
 
 /**
- * Why stored text is not a cache MSAL can load, described without quoting it (JSON.parse's own message
- * quotes the input, which may hold tokens); undefined when it is fine.
+ * Why stored text cannot be a cache, by its shape alone (no parse: MSAL's deserialize is the one parse,
+ * and its failure is handled by the caller); undefined when it may be fine. Never quotes the text.
  */
 function cacheProblem(text: string): string | undefined {
-  if (text.trim() === '') return `it is empty (${text.length} bytes)`;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return `it is not valid JSON: truncated or garbage (${text.length} bytes)`;
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    return `it is JSON but not an object (${text.length} bytes)`;
+  const trimmed = text.trim();
+  if (trimmed === '') return `it is empty (${text.length} bytes)`;
+  if (!trimmed.startsWith('{') || !trimmed.endsWith('}')) {
+    return `it is not a JSON object: truncated, garbage, or another JSON type (${text.length} bytes)`;
   }
   return undefined;
 }

@@ -9,11 +9,11 @@
 //    than staleAfterMs. Our live holders touch the file every staleAfterMs / 4, so they are never broken.
 // Breaking is serialized through `<lock>.break` and re-checks the lockfile's identity under it, so two
 // waiters that both saw the same stale lock cannot delete each other's fresh lock.
-import { randomBytes } from 'node:crypto';
-import { type BigIntStats, constants as fsConstants, promises as fs, readFileSync } from 'node:fs';
+import { type BigIntStats, constants as fsConstants, type FSWatcher, promises as fs, readFileSync, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
-import { fileMode, sleep, unlinkWithRetry } from './files.js';
+import { fileMode, randomHex, sleep, unlinkWithRetry } from './files.js';
 import type { Logger } from './logger.js';
 
 export interface LockOptions {
@@ -39,38 +39,84 @@ const liveNonces = new Set<string>();
 // A freshly created lockfile is empty until its creator writes the pid (msal-node-extensions opens,
 // then writes); allow it this long before an empty or unreadable lockfile counts as abandoned.
 const unreadableGraceMs = 2_000;
+const inspectEveryMs = 10;
 
 export async function acquireFileLock(lockPath: string, options: LockOptions = {}, logger?: Logger): Promise<ReleaseLock> {
   const { timeoutMs, staleAfterMs } = { ...defaultLockOptions, ...options };
   const started = Date.now();
   let delay = 1;
-  for (;;) {
-    const release = await tryCreate(lockPath, staleAfterMs, logger);
-    if (release) return release;
-    const verdict = await inspectLock(lockPath, staleAfterMs);
-    if (verdict.stale) {
-      if (await breakStaleLock(lockPath, verdict.identity)) {
-        logger?.warning(`Broke a stale cache lock (${verdict.reason}).`);
+  let waiter: ReleaseWaiter | undefined;
+  let verdict: Awaited<ReturnType<typeof inspectLock>> | undefined;
+  let inspectedAt = 0;
+  try {
+    for (;;) {
+      const release = await tryCreate(lockPath, staleAfterMs, logger);
+      if (release) return release;
+      // Contended: from now on also wake up when the lockfile's directory changes (the holder deleting
+      // it), so the lock changes hands in well under a millisecond instead of at the next poll.
+      waiter ??= watchForRelease(lockPath);
+      // Inspecting the holder (read the lockfile, stat, probe its pid) costs far more than a failed
+      // create; with many waiters woken at each hand-off, do it at most every few milliseconds each.
+      if (verdict === undefined || Date.now() - inspectedAt >= inspectEveryMs) {
+        verdict = await inspectLock(lockPath, staleAfterMs);
+        inspectedAt = Date.now();
+        if (verdict.stale) {
+          if (await breakStaleLock(lockPath, verdict.identity)) {
+            logger?.warning(`Broke a stale cache lock (${verdict.reason}).`);
+          }
+          verdict = undefined;
+          continue;
+        }
       }
-      continue;
+      const waited = Date.now() - started;
+      if (waited >= timeoutMs) {
+        const holder = verdict.holder;
+        throw new KeychainCacheError('LOCK_TIMEOUT',
+          `Timed out after ${waited} ms waiting for the cache lock ${lockPath}, held by ` +
+          `${holder?.pid ? `process ${holder.pid}` : 'an unknown process'}${holder?.host ? ` on ${holder.host}` : ''}. ` +
+          'If that process is stuck, end it; the lock is taken over as soon as it exits. ' +
+          'Raise lockOptions.timeoutMs if it is legitimately slow.');
+      }
+      // Polling with exponential backoff and jitter stays as the fallback (file systems without change
+      // notification, a missed event); the watcher usually ends the wait first.
+      await waiter.wait(Math.min(delay, timeoutMs - waited) * (0.5 + Math.random()));
+      delay = Math.min(delay * 2, 25);
     }
-    const waited = Date.now() - started;
-    if (waited >= timeoutMs) {
-      const holder = verdict.holder;
-      throw new KeychainCacheError('LOCK_TIMEOUT',
-        `Timed out after ${waited} ms waiting for the cache lock ${lockPath}, held by ` +
-        `${holder?.pid ? `process ${holder.pid}` : 'an unknown process'}${holder?.host ? ` on ${holder.host}` : ''}. ` +
-        'If that process is stuck, end it; the lock is taken over as soon as it exits. ' +
-        'Raise lockOptions.timeoutMs if it is legitimately slow.');
-    }
-    // Short exponential backoff with jitter: hand-off in milliseconds, without a thundering herd.
-    await sleep(Math.min(delay, timeoutMs - waited) * (0.5 + Math.random()));
-    delay = Math.min(delay * 2, 25);
+  } finally {
+    waiter?.close();
   }
 }
 
+interface ReleaseWaiter {
+  wait(ms: number): Promise<void>;
+  close(): void;
+}
+
+function watchForRelease(lockPath: string): ReleaseWaiter {
+  let wake: (() => void) | undefined;
+  let watcher: FSWatcher | undefined;
+  const name = basename(lockPath);
+  try {
+    // 'rename' is a create or a delete; a 'change' (the holder's heartbeat) frees nothing.
+    watcher = watch(dirname(lockPath), { persistent: false }, (event, changed) => {
+      if (event === 'rename' && (changed === null || changed === name)) wake?.();
+    });
+    watcher.on('error', () => { watcher?.close(); watcher = undefined; });
+  } catch {
+    watcher = undefined; // no change notification here: polling alone
+  }
+  return {
+    wait: (ms) => new Promise<void>((resolve) => {
+      const done = () => { clearTimeout(timer); wake = undefined; resolve(); };
+      const timer = setTimeout(done, ms);
+      wake = done;
+    }),
+    close: () => { watcher?.close(); watcher = undefined; wake?.(); },
+  };
+}
+
 async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger): Promise<ReleaseLock | undefined> {
-  const nonce = randomBytes(12).toString('hex');
+  const nonce = randomHex(12);
   let handle;
   try {
     handle = await fs.open(lockPath,

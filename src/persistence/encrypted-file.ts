@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
-import { assertSafePath, ensureDirectory, fileStamp, readBytesIfExists, writeFileAtomic } from '../files.js';
+import { assertSafePath, ensureDirectory, fileStamp, randomHex, readBytesIfExists, writeFileAtomic } from '../files.js';
 import { deleteFile, quarantineFile, verifyDirectory } from './plaintext-file.js';
 import type { BackendKind, Persistence } from './types.js';
 
@@ -60,7 +59,7 @@ export async function createEncryptedFilePersistence(options: EncryptedFileOptio
     changeToken: () => fileStamp(cachePath),
     quarantine: () => quarantineFile(cachePath, platform),
     verify: async () => {
-      const probe = `msal-keychain-cache verify ${randomBytes(16).toString('hex')}`;
+      const probe = `msal-keychain-cache verify ${randomHex(16)}`;
       const sealed = await seal(cipher, kind, probe);
       if (encrypted && Buffer.from(sealed).includes(probe)) {
         throw new KeychainCacheError('BACKEND_UNAVAILABLE', `${kind} returned the text unencrypted; refusing to use it.`);

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
-import { assertSafePath, corruptName, ensureDirectory, fileStamp, readFileIfExists, writeFileAtomic } from '../files.js';
+import { assertSafePath, corruptName, ensureDirectory, fileStamp, randomHex, readFileIfExists, writeFileAtomic } from '../files.js';
 import { deleteFile } from './plaintext-file.js';
 import { loadKeytar } from './keytar-binding.js';
 import type { Persistence } from './types.js';
@@ -43,13 +42,14 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
   };
 
   const touchMarker = () =>
-    // Our own version string in the marker; msal-node-extensions only looks at its mtime.
-    writeFileAtomic(cachePath, `{"version":"${randomBytes(16).toString('hex')}"}`, { platform });
+    // Our own version string in the marker; msal-node-extensions only looks at its mtime. Not fsynced:
+    // the marker carries no data, and after a power loss any marker just means "reload".
+    writeFileAtomic(cachePath, `{"version":"${randomHex(16)}"}`, { platform, durable: false });
 
   const probeWritable = async (): Promise<void> => {
-    const account = `msal-keychain-cache-verify-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const account = `msal-keychain-cache-verify-${process.pid}-${randomHex(4)}`;
     const probe = describeItem(serviceName, account);
-    const payload = randomBytes(16).toString('hex');
+    const payload = randomHex(16);
     try {
       await call('write a test item as', () => keytar.setPassword(serviceName, account, payload), probe);
       const back = await call('read the test item', () => keytar.getPassword(serviceName, account), probe);

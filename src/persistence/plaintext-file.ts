@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from '../errors.js';
 import {
-  assertSafePath, corruptName, describeFileError, ensureDirectory, fileStamp, readFileIfExists, renameWithRetry,
+  assertSafePath, corruptName, describeFileError, ensureDirectory, fileStamp, randomHex, readFileIfExists, renameWithRetry,
   unlinkWithRetry, writeFileAtomic,
 } from '../files.js';
 import type { Persistence } from './types.js';
@@ -54,8 +53,8 @@ export async function quarantineFile(path: string, platform: NodeJS.Platform): P
 
 /** Writes, reads back and deletes a throwaway file next to the cache: proves the directory is usable. */
 export async function verifyDirectory(cachePath: string, platform: NodeJS.Platform): Promise<void> {
-  const probe = join(dirname(cachePath), `.${basename(cachePath)}.verify-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const payload = `verify ${randomBytes(8).toString('hex')}`;
+  const probe = join(dirname(cachePath), `.${basename(cachePath)}.verify-${process.pid}-${randomHex(4)}`);
+  const payload = `verify ${randomHex(8)}`;
   try {
     await writeFileAtomic(probe, payload, { platform });
     const back = await readFileIfExists(probe);
