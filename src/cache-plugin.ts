@@ -42,7 +42,9 @@ export class KeychainCachePlugin implements ICachePlugin {
 
   async beforeCacheAccess(context: TokenCacheContext): Promise<void> {
     if (!context.cacheHasChanged) {
-      await this.#beforeRead(context);
+      // The hot path: one stat, nothing else, when no other writer has been here.
+      const token = await this.persistence.changeToken();
+      if (token !== this.#lastToken) await this.#beforeRead(context, token);
       return;
     }
     const held = await this.#lock();
@@ -80,10 +82,8 @@ export class KeychainCachePlugin implements ICachePlugin {
     }
   }
 
-  async #beforeRead(context: TokenCacheContext): Promise<void> {
+  async #beforeRead(context: TokenCacheContext, token: string): Promise<void> {
     // Token first, then content: a write landing in between only causes one extra reload later.
-    const token = await this.persistence.changeToken();
-    if (token === this.#lastToken) return;
     const { text, problem } = await this.#load();
     if (problem === undefined) {
       try {
