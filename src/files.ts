@@ -141,14 +141,16 @@ const windowsBusyCodes = new Set(['EPERM', 'EBUSY', 'EACCES']);
 // How long a Windows rename or delete keeps retrying while another program has the file open.
 const windowsRetryMs = 3_000;
 
-export async function renameWithRetry(from: string, to: string, platform: NodeJS.Platform): Promise<void> {
-  // Windows (MoveFileEx) refuses to replace a file another process has open, even with FILE_SHARE_DELETE:
-  // readers, antivirus, indexers. Retry with short jittered waits so a gap between two reads is found.
+/**
+ * Runs a file operation, retrying with short jittered waits for up to 3 s while Windows reports the file
+ * busy: it refuses to replace (MoveFileEx) or delete a file another process has open, even with
+ * FILE_SHARE_DELETE (readers, antivirus, indexers), so a gap between two opens has to be found.
+ */
+async function retryWhileBusy<T>(platform: NodeJS.Platform, run: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + windowsRetryMs;
   for (let attempt = 0; ; attempt++) {
     try {
-      await fs.rename(from, to);
-      return;
+      return await run();
     } catch (error) {
       const code = systemErrorCode(error);
       if (platform !== 'win32' || !code || !windowsBusyCodes.has(code) || Date.now() >= deadline) throw error;
@@ -157,22 +159,18 @@ export async function renameWithRetry(from: string, to: string, platform: NodeJS
   }
 }
 
-/**
- * Deletes a file; false when it was already gone. Windows refuses to delete a file another process has
- * open without FILE_SHARE_DELETE (antivirus, indexers, a reader in mid-read): retry those briefly (up to 3 s).
- */
-export async function unlinkWithRetry(path: string): Promise<boolean> {
-  const deadline = Date.now() + windowsRetryMs;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await fs.unlink(path);
-      return true;
-    } catch (error) {
-      const code = systemErrorCode(error);
-      if (code === 'ENOENT') return false;
-      if (!code || !windowsBusyCodes.has(code) || Date.now() >= deadline) throw error;
-      await sleep(Math.min(2 ** attempt, 50) * (0.5 + Math.random()));
-    }
+export function renameWithRetry(from: string, to: string, platform: NodeJS.Platform): Promise<void> {
+  return retryWhileBusy(platform, () => fs.rename(from, to));
+}
+
+/** Deletes a file, retrying while Windows reports it busy; false when it was already gone. */
+export async function unlinkWithRetry(path: string, platform: NodeJS.Platform = process.platform): Promise<boolean> {
+  try {
+    await retryWhileBusy(platform, () => fs.unlink(path));
+    return true;
+  } catch (error) {
+    if (systemErrorCode(error) === 'ENOENT') return false;
+    throw error;
   }
 }
 

@@ -2,7 +2,6 @@
 // another OS run it where they can: keychain on a Mac, dpapi-file on Windows here and, on Linux, inside
 // a Windows build of Node under Wine (test/windows.test.ts).
 import { randomBytes } from 'node:crypto';
-import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PublicClientApplication } from '@azure/msal-node';
 import keytar from 'keytar';
@@ -10,7 +9,7 @@ import { describe, it } from 'vitest';
 import { createSafeStorageStandIn } from '../scripts/safe-storage-stand-in.mjs';
 import { createCachePlugin, createPersistence, type PersistenceOptions } from '../src/index.js';
 import { createTokenEndpoint, testAuthority } from '../src/token-endpoint.js';
-import { contractCases } from './contract/persistence-contract.mjs';
+import { contractCases, damageFile } from './contract/persistence-contract.mjs';
 import { isLinux, tempDir } from './helpers.js';
 
 const lib = { createPersistence, createCachePlugin, createTokenEndpoint, testAuthority, PublicClientApplication };
@@ -31,17 +30,6 @@ const quiet = { loggerCallback: () => undefined };
 async function location(): Promise<{ directory: string; cachePath: string; serviceName: string }> {
   const directory = join(await tempDir(), 'cache');
   return { directory, cachePath: join(directory, 'msal-cache.bin'), serviceName: `mkc-contract-${randomBytes(6).toString('hex')}` };
-}
-
-/** Damages a cache file in place (not atomically: this is the damage, not a write of ours). */
-async function damageFile(path: string, mode: CorruptMode): Promise<void> {
-  const bytes = await readFile(path);
-  switch (mode) {
-    case 'garbage': await writeFile(path, randomBytes(bytes.length)); break;
-    case 'truncate': await truncate(path, Math.floor(bytes.length / 2)); break;
-    case 'empty': await truncate(path, 0); break;
-    case 'flip': bytes[Math.floor(bytes.length / 2)]! ^= 0x55; await writeFile(path, bytes); break;
-  }
 }
 
 async function fileSubject(extra: Partial<PersistenceOptions>, encrypted: boolean, modes: CorruptMode[]): Promise<Subject> {

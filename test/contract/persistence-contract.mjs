@@ -10,7 +10,7 @@
 // - corrupt(mode): damages the stored cache the way `mode` says ('garbage', 'truncate', 'flip', 'empty').
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 const scopes = ['User.Read'];
@@ -41,7 +41,8 @@ async function filesUnder(directory) {
   return found;
 }
 
-function client(lib, plugin, endpoint) {
+/** A msal-node public client over `plugin`, answered by `endpoint`. */
+export function client(lib, plugin, endpoint) {
   return new lib.PublicClientApplication({
     auth: { clientId: 'contract-client', authority: lib.testAuthority },
     cache: { cachePlugin: plugin },
@@ -51,6 +52,21 @@ function client(lib, plugin, endpoint) {
 
 function signIn(app, user) {
   return app.acquireTokenByCode({ code: user, scopes, redirectUri: 'http://localhost' });
+}
+
+/**
+ * Damages a cache file in place (not atomically: this is the damage, not a write of ours): random bytes of
+ * the same length, cut in half, emptied, or one byte flipped in the middle.
+ */
+export async function damageFile(path, mode) {
+  const bytes = await readFile(path);
+  switch (mode) {
+    case 'garbage': await writeFile(path, randomBytes(bytes.length)); break;
+    case 'truncate': await truncate(path, Math.floor(bytes.length / 2)); break;
+    case 'empty': await truncate(path, 0); break;
+    case 'flip': bytes[Math.floor(bytes.length / 2)] ^= 0x55; await writeFile(path, bytes); break;
+    default: throw new Error(`unknown damage ${mode}`);
+  }
 }
 
 function recording(options) {

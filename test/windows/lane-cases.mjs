@@ -5,16 +5,9 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { client } from '../contract/persistence-contract.mjs';
 
 const scopes = ['User.Read'];
-
-function client(lib, plugin, endpoint) {
-  return new lib.PublicClientApplication({
-    auth: { clientId: 'lane-client', authority: lib.testAuthority },
-    cache: { cachePlugin: plugin },
-    system: { networkClient: endpoint.networkClient },
-  });
-}
 
 function runWorker(worker, task) {
   return new Promise((resolve, reject) => {

@@ -11,7 +11,7 @@ const task = JSON.parse(process.argv[2]);
 if (task.mode === 'sign-in') {
   const endpoint = createTokenEndpoint();
   const app = new PublicClientApplication({
-    auth: { clientId: 'lane-client', authority: testAuthority },
+    auth: { clientId: 'contract-client', authority: testAuthority },
     cache: { cachePlugin: await createCachePlugin({ cachePath: task.cachePath }) },
     system: { networkClient: endpoint.networkClient },
   });

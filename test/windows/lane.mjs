@@ -4,17 +4,16 @@
 // Writes { facts, results: [{ name, ok, ms, error?, details? }] } to the file named by the first argument.
 import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
 import { PublicClientApplication } from '@azure/msal-node';
 import { createCachePlugin, createPersistence, defaultCachePath } from '../../dist/esm/index.js';
 import { loadDpapi } from '../../dist/esm/persistence/dpapi-file.js';
 import { runSelfTest } from '../../dist/esm/self-test.js';
 import { createTokenEndpoint, testAuthority } from '../../dist/esm/token-endpoint.js';
-import { contractCases } from '../contract/persistence-contract.mjs';
+import { contractCases, damageFile } from '../contract/persistence-contract.mjs';
 import { laneCases } from './lane-cases.mjs';
 
 const resultsPath = process.argv[2];
@@ -53,13 +52,7 @@ try {
       directory,
       atRest: [],
       corruptModes: ['garbage', 'truncate', 'flip', 'empty'],
-      corrupt: async (mode) => {
-        const bytes = await readFile(cachePath);
-        if (mode === 'garbage') await writeFile(cachePath, randomBytes(bytes.length));
-        else if (mode === 'truncate') await truncate(cachePath, Math.floor(bytes.length / 2));
-        else if (mode === 'empty') await truncate(cachePath, 0);
-        else { bytes[Math.floor(bytes.length / 2)] ^= 0x55; await writeFile(cachePath, bytes); }
-      },
+      corrupt: (mode) => damageFile(cachePath, mode),
     };
   };
   for (const contractCase of contractCases) {
