@@ -58,7 +58,10 @@ export async function startPrivateKeyring(options = {}) {
   if (!address || !Number.isInteger(busPid)) throw new Error(`dbus-daemon printed no address/pid: ${stdout}`);
 
   /** @type {Record<string, string>} */
-  const env = { HOME: home, XDG_RUNTIME_DIR: runtimeDir, DBUS_SESSION_BUS_ADDRESS: address };
+  // MKC_USER_HOME keeps the real home for tools that need the user's own config, such as npm's ~/.npmrc
+  // (its nodedir and cache): scripts/package-check.mjs runs npm with it. The keyring never sees it.
+  const env = { HOME: home, XDG_RUNTIME_DIR: runtimeDir, DBUS_SESSION_BUS_ADDRESS: address,
+    MKC_USER_HOME: process.env.MKC_USER_HOME ?? process.env.HOME ?? '' };
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let keyringDaemon;
 

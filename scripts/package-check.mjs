@@ -1,0 +1,190 @@
+// Checks the package as users get it: from the tarball `npm pack` makes, installed into fresh consumer
+// projects, never from the source tree.
+//   node scripts/package-check.mjs [--json]      (run `npm run build` first; the tests do)
+// Checks: what ships; ESM and CommonJS imports of every entry point; bin; type declarations compile in a
+// consumer under node16 (ESM and CJS files) and bundler resolution; with optional dependencies omitted
+// (no keytar, no @primno/dpapi) importing, plaintext and safeStorage work and libsecret explains how to
+// install keytar; and a CLI bundled with esbuild into one file (natives external) passes the self-test.
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const run = promisify(execFile);
+// npm runs with the user's real home (under the private keyring HOME points elsewhere): its ~/.npmrc says
+// where Node's headers are for keytar's source build, and its cache makes installs fast.
+const npmEnv = { ...process.env, HOME: process.env.MKC_USER_HOME || process.env.HOME };
+const npm = (args, cwd) => run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, env: npmEnv, maxBuffer: 1 << 24 });
+const node = (args, cwd, env = process.env) => run(process.execPath, args, { cwd, env, maxBuffer: 1 << 24 });
+const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+const esbuild = join(repoRoot, 'node_modules', 'esbuild', 'bin', 'esbuild');
+const standIn = join(repoRoot, 'scripts', 'safe-storage-stand-in.mjs');
+
+export const expectedExports = ['KeychainCacheError', 'KeychainCachePlugin', 'createCachePlugin', 'createPersistence',
+  'defaultCachePath', 'errorCodes', 'isKeychainCacheError'];
+export const expectedSelfTestExports = ['formatReport', 'runSelfTest'];
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function consumer(work, name, tarball, extraInstallArgs = []) {
+  const directory = join(work, name);
+  await mkdir(directory, { recursive: true });
+  await writeFile(join(directory, 'package.json'), JSON.stringify({ name: `consumer-${name}`, version: '1.0.0', private: true }));
+  await npm(['install', '--prefer-offline', ...extraInstallArgs, tarball], directory);
+  return directory;
+}
+
+const checks = {
+  async 'only dist/, README.md, LICENSE and package.json ship'({ tarball }) {
+    const { stdout } = await run('tar', ['-tzf', tarball]);
+    const files = stdout.trim().split('\n');
+    const stray = files.filter((f) => !/^package\/(dist\/.+|README\.md|LICENSE|package\.json)$/.test(f));
+    check(stray.length === 0, `unexpected files in the tarball: ${stray.join(', ')}`);
+    for (const needed of ['package/dist/esm/index.js', 'package/dist/cjs/index.js', 'package/dist/esm/index.d.ts',
+      'package/dist/cjs/index.d.ts', 'package/dist/esm/bin.js', 'package/dist/esm/self-test.js', 'package/dist/cjs/self-test.js']) {
+      check(files.includes(needed), `${needed} is missing from the tarball`);
+    }
+    return { files: files.length };
+  },
+
+  async 'every entry point imports as ESM and as CommonJS, with the same names'({ full }) {
+    const esm = await node(['--input-type=module', '-e', `
+      const main = await import('msal-keychain-cache');
+      const selfTest = await import('msal-keychain-cache/self-test');
+      const pkg = (await import('msal-keychain-cache/package.json', { with: { type: 'json' } })).default;
+      console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(), version: pkg.version }));`], full);
+    const cjs = await node(['-e', `
+      const main = require('msal-keychain-cache');
+      const selfTest = require('msal-keychain-cache/self-test');
+      console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(),
+        errorIsClass: new main.KeychainCacheError('INVALID_OPTION', 'x') instanceof Error }));`], full);
+    const e = JSON.parse(esm.stdout);
+    const c = JSON.parse(cjs.stdout);
+    check(JSON.stringify(e.main) === JSON.stringify(expectedExports), `ESM exports ${e.main}`);
+    check(JSON.stringify(c.main) === JSON.stringify(expectedExports), `CommonJS exports ${c.main}`);
+    check(JSON.stringify(e.selfTest) === JSON.stringify(expectedSelfTestExports), `ESM self-test exports ${e.selfTest}`);
+    check(JSON.stringify(c.selfTest) === JSON.stringify(expectedSelfTestExports), `CommonJS self-test exports ${c.selfTest}`);
+    check(c.errorIsClass, 'KeychainCacheError is not an Error subclass in CommonJS');
+    const bin = await run(join(full, 'node_modules', '.bin', 'msal-keychain-cache'), ['--version'], { cwd: full });
+    check(bin.stdout.trim() === e.version, `bin --version printed ${bin.stdout.trim()}, package is ${e.version}`);
+    return { exports: e.main.length, version: e.version };
+  },
+
+  async 'type declarations compile in a consumer: node16 ESM and CJS, and bundler resolution'({ full }) {
+    const use = (importLine) => `${importLine}
+      import type { CachePluginOptions, Persistence, BackendKind, SafeStorageLike, ErrorCode } from 'msal-keychain-cache';
+      const options: CachePluginOptions = { cachePath: defaultCachePath('app'), dataProtectionScope: 'LocalMachine', lockOptions: { timeoutMs: 1000 } };
+      const kind: BackendKind = 'dpapi-file';
+      const code: ErrorCode = 'DECRYPT_FAILED';
+      export async function main(safeStorage: SafeStorageLike): Promise<string> {
+        const plugin = await createCachePlugin({ ...options, safeStorage });
+        const persistence: Persistence = plugin.persistence;
+        const report = await runSelfTest({ allowPlaintext: false });
+        try { await createPersistence({ cachePath: 'x' }); } catch (error) { if (isKeychainCacheError(error, code)) return error.message; }
+        return \`\${kind} \${persistence.kind} \${report.ok} \${formatReport(report, false).length}\`;
+      }`;
+    const imports = `import { createCachePlugin, createPersistence, defaultCachePath, isKeychainCacheError } from 'msal-keychain-cache';
+      import { runSelfTest, formatReport } from 'msal-keychain-cache/self-test';`;
+    await writeFile(join(full, 'esm.mts'), use(imports));
+    await writeFile(join(full, 'cjs.cts'), use(imports));
+    await writeFile(join(full, 'bundler.ts'), use(imports));
+    const typeRoots = join(repoRoot, 'node_modules', '@types');
+    const base = ['--noEmit', '--strict', '--typeRoots', typeRoots, '--types', 'node', '--target', 'es2022'];
+    const compile = (label, args) => node([tsc, ...base, ...args], full).catch((error) => {
+      throw new Error(`${label}: ${error.stdout}${error.stderr}`);
+    });
+    // Our declarations themselves are checked (skipLibCheck false) under node16 ESM and bundler.
+    await compile('node16 ESM', ['--skipLibCheck', 'false', '--module', 'node16', '--moduleResolution', 'node16', 'esm.mts']);
+    await compile('bundler', ['--skipLibCheck', 'false', '--module', 'esnext', '--moduleResolution', 'bundler', 'bundler.ts']);
+    // CommonJS consumers: @azure/msal-node's own index.d.cts fails a full library check under node16
+    // (TS1479, it re-exports its ESM declarations), so .d.ts files are not re-checked here; the consumer
+    // code, and every type it uses from us, still is.
+    await compile('node16 CJS', ['--skipLibCheck', 'true', '--module', 'node16', '--moduleResolution', 'node16', 'cjs.cts']);
+    return { checked: ['node16 ESM (.mts)', 'node16 CJS (.cts)', 'bundler'] };
+  },
+
+  async 'without optional dependencies: imports work, plaintext and safeStorage work, libsecret says to install keytar'({ work, tarball }) {
+    const lean = await consumer(work, 'lean', tarball, ['--omit=optional']);
+    const script = `
+      const { createPersistence, isKeychainCacheError } = await import('msal-keychain-cache');
+      const { createSafeStorageStandIn } = await import(${JSON.stringify(standIn)});
+      const { existsSync } = await import('node:fs');
+      const dir = ${JSON.stringify(join(lean, 'caches'))};
+      const quiet = { loggerCallback() {} };
+      const plain = await createPersistence({ cachePath: dir + '/plain.json', backend: 'plaintext-file', allowPlaintextFallback: true, loggerOptions: quiet });
+      await plain.save('{}');
+      const safe = await createPersistence({ cachePath: dir + '/safe.bin', safeStorage: createSafeStorageStandIn().safeStorage, loggerOptions: quiet });
+      await safe.save('{"Account":{}}');
+      let libsecret;
+      try { await createPersistence({ cachePath: dir + '/ls.json', backend: 'libsecret', loggerOptions: quiet }); libsecret = 'created'; }
+      catch (error) { libsecret = { code: error.code, message: error.message, typed: isKeychainCacheError(error) }; }
+      console.log(JSON.stringify({ keytar: existsSync('node_modules/keytar'), dpapi: existsSync('node_modules/@primno/dpapi'),
+        plain: await plain.load(), safe: await safe.load(), safeEncrypted: safe.encrypted, libsecret }));`;
+    const result = JSON.parse((await node(['--input-type=module', '-e', script], lean)).stdout);
+    check(!result.keytar && !result.dpapi, `optional dependencies were installed anyway: ${JSON.stringify(result)}`);
+    check(result.plain === '{}' && result.safe === '{"Account":{}}' && result.safeEncrypted, `plaintext/safeStorage failed: ${JSON.stringify(result)}`);
+    check(result.libsecret?.code === 'BACKEND_UNAVAILABLE' && result.libsecret.typed, `libsecret: ${JSON.stringify(result.libsecret)}`);
+    check(/npm install keytar/.test(result.libsecret.message), `libsecret message does not say how to install keytar: ${result.libsecret.message}`);
+    const cjs = await node(['-e', "console.log(typeof require('msal-keychain-cache').createCachePlugin)"], lean);
+    check(cjs.stdout.trim() === 'function', 'CommonJS import failed without optional dependencies');
+    return { libsecretMessage: result.libsecret.message.slice(0, 120) };
+  },
+
+  async 'a CLI bundled with esbuild into one file (natives external) passes the self-test'({ full, env }) {
+    // keytar is an optional dependency: npm drops it silently when its native build fails.
+    await node(['-e', "require('keytar')"], full).catch((error) => {
+      throw new Error(`keytar did not install in the consumer (its source build needs libsecret-1-dev, pkg-config): ${error.stderr}`);
+    });
+    await writeFile(join(full, 'cli.mjs'), `
+      import { runSelfTest, formatReport } from 'msal-keychain-cache/self-test';
+      const report = await runSelfTest();
+      process.stdout.write(formatReport(report, false));
+      process.exitCode = report.ok ? 0 : 1;`);
+    await run(esbuild, ['cli.mjs', '--bundle', '--platform=node', '--format=esm', '--outfile=out/cli.mjs',
+      '--external:keytar', '--external:@primno/dpapi', '--log-level=warning',
+      // msal-node's ESM build uses require() for a few Node built-ins; give the bundle one.
+      "--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"], { cwd: full });
+    const bundled = await node(['out/cli.mjs'], full, env).catch((error) => { throw new Error(`bundled CLI failed: ${error.stdout}${error.stderr}`); });
+    check(/result {5}OK/.test(bundled.stdout), `bundled self-test did not pass:\n${bundled.stdout}`);
+    return { chosen: /chosen {5}(\S+)/.exec(bundled.stdout)?.[1] };
+  },
+};
+
+export async function runPackageChecks({ env = process.env } = {}) {
+  const work = await mkdtemp(join(tmpdir(), 'mkc-package-'));
+  const results = [];
+  try {
+    const { stdout } = await npm(['pack', '--silent', '--pack-destination', work], repoRoot);
+    const tarball = join(work, stdout.trim().split('\n').pop());
+    const full = await consumer(work, 'full', tarball);
+    for (const [name, run] of Object.entries(checks)) {
+      const started = Date.now();
+      try {
+        const details = await run({ work, tarball, full, env });
+        results.push({ name, ok: true, ms: Date.now() - started, details });
+      } catch (error) {
+        results.push({ name, ok: false, ms: Date.now() - started, error: String(error?.message ?? error).slice(0, 4000) });
+      }
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return results;
+}
+
+export const checkNames = Object.keys(checks);
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const results = await runPackageChecks();
+  if (process.argv.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+  } else {
+    for (const r of results) process.stdout.write(`${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (${r.ms} ms)${r.ok ? '' : `\n     ${r.error}`}\n`);
+  }
+  process.exitCode = results.every((r) => r.ok) ? 0 : 1;
+}
