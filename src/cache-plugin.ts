@@ -1,3 +1,5 @@
+import { type FSWatcher, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import { selectPersistence } from './create-persistence.js';
 import { isKeychainCacheError, KeychainCacheError } from './errors.js';
@@ -12,6 +14,25 @@ interface HeldWrite {
   releaseFile: ReleaseLock;
   releaseLocal: () => void;
 }
+
+/** An account as the stored cache describes it (the fields of MSAL's serialized account entity). */
+export interface CachedAccount {
+  homeAccountId: string;
+  localAccountId: string;
+  environment: string;
+  tenantId: string;
+  username: string;
+  name?: string;
+}
+
+/** What changed in the stored cache's accounts, and whether this process or another one changed it. */
+export interface CacheChange {
+  added: CachedAccount[];
+  removed: CachedAccount[];
+  origin: 'this-process' | 'another-process';
+}
+
+export type CacheChangeListener = (change: CacheChange) => void;
 
 /**
  * msal-node's ICachePlugin over a {@link Persistence}, safe across processes:
@@ -32,6 +53,15 @@ export class KeychainCachePlugin implements ICachePlugin {
   // in a `finally` even when beforeCacheAccess threw, and that must never release someone else's lock.
   readonly #held = new WeakMap<TokenCacheContext, HeldWrite>();
   #localTail: Promise<void> = Promise.resolve();
+  // cacheChanged: the accounts last seen in the store (by home account id + environment), the listeners,
+  // and the watcher that notices other processes' writes while this one is idle.
+  #accounts: Map<string, CachedAccount> | undefined;
+  readonly #listeners = new Set<CacheChangeListener>();
+  #watcher: FSWatcher | undefined;
+  #checkTimer: NodeJS.Timeout | undefined;
+  // Writes of this process in flight: the watcher leaves the store alone meanwhile (it would see our own
+  // save before we do and report it as another process's).
+  #writing = 0;
 
   constructor(persistence: Persistence, options: { lockOptions?: LockOptions; loggerOptions?: LoggerOptions } = {}) {
     this.persistence = persistence;
@@ -55,6 +85,7 @@ export class KeychainCachePlugin implements ICachePlugin {
       throw error;
     }
     this.#held.set(context, held);
+    this.#writing++;
   }
 
   async afterCacheAccess(context: TokenCacheContext): Promise<void> {
@@ -77,7 +108,9 @@ export class KeychainCachePlugin implements ICachePlugin {
       // in-process queue (no other write of this process can interleave).
       context.tokenCache.deserialize(text);
       this.#logger.verbose(`Saved the token cache (${text.length} characters) to ${this.persistence.kind}.`);
+      this.#notify(text, 'this-process');
     } finally {
+      this.#writing--;
       held.releaseLocal();
     }
   }
@@ -142,9 +175,89 @@ export class KeychainCachePlugin implements ICachePlugin {
       this.#lastText = undefined;
       context.tokenCache.deserialize(text);
       this.#logger.verbose(`Loaded the token cache (${text.length} characters) from ${this.persistence.kind}.`);
+      this.#notify(text, 'another-process');
     }
     this.#lastText = text;
     this.#lastToken = token;
+  }
+
+  /**
+   * Calls `listener` whenever accounts are added to or removed from the stored cache, by this process or
+   * by any other process sharing it (noticed through a watch on `cachePath`, also while this process is
+   * idle). Returns a function that unsubscribes. Accounts are the app's own data: they are handed to the
+   * listener, never logged. Costs one parse of the cache per change, only while someone listens.
+   */
+  onCacheChanged(listener: CacheChangeListener): () => void {
+    if (typeof listener !== 'function') throw new KeychainCacheError('INVALID_OPTION', 'onCacheChanged needs a function.');
+    this.#listeners.add(listener);
+    if (this.#listeners.size === 1) this.#startWatching();
+    return () => {
+      this.#listeners.delete(listener);
+      if (this.#listeners.size === 0) this.#stopWatching();
+    };
+  }
+
+  #startWatching(): void {
+    // The baseline: the accounts stored now. Changes before it is known are not reported.
+    void this.persistence.load().then(
+      (text) => { if (this.#accounts === undefined) this.#accounts = accountsIn(text ?? emptyCache) ?? new Map(); },
+      () => { this.#accounts ??= new Map(); },
+    );
+    const name = basename(this.persistence.cachePath);
+    try {
+      this.#watcher = watch(dirname(this.persistence.cachePath), { persistent: false }, (_event, changed) => {
+        if (changed === null || changed === name) this.#scheduleCheck();
+      });
+      this.#watcher.on('error', () => this.#stopWatching());
+    } catch (error) {
+      this.#logger.warning(`Cannot watch ${dirname(this.persistence.cachePath)} for other processes' changes ` +
+        `(${error instanceof Error ? error.message : String(error)}); they are reported at this process's next cache access.`);
+    }
+  }
+
+  #stopWatching(): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    clearTimeout(this.#checkTimer);
+    this.#accounts = undefined;
+  }
+
+  #scheduleCheck(): void {
+    // A write is a burst of events (temp file, rename); look once it has settled.
+    clearTimeout(this.#checkTimer);
+    this.#checkTimer = setTimeout(() => { void this.#checkStore(); }, 15);
+    this.#checkTimer.unref();
+  }
+
+  async #checkStore(): Promise<void> {
+    try {
+      if (this.#writing > 0) { this.#scheduleCheck(); return; }
+      const token = await this.persistence.changeToken();
+      if (token === this.#lastToken || this.#listeners.size === 0) return;
+      const { text, problem } = await this.#load();
+      if (problem === undefined) this.#notify(text ?? emptyCache, 'another-process');
+    } catch (error) {
+      this.#logger.verbose(`Could not check the store for changes: ${error instanceof Error ? error.name : 'error'}.`);
+    }
+  }
+
+  #notify(text: string, origin: CacheChange['origin']): void {
+    if (this.#listeners.size === 0) return;
+    const now = accountsIn(text);
+    if (now === undefined) return;
+    const before = this.#accounts;
+    this.#accounts = now;
+    if (before === undefined) return;
+    const added = [...now].filter(([key]) => !before.has(key)).map(([, account]) => account);
+    const removed = [...before].filter(([key]) => !now.has(key)).map(([, account]) => account);
+    if (added.length === 0 && removed.length === 0) return;
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener({ added, removed, origin });
+      } catch (error) {
+        this.#logger.warning(`A cacheChanged listener threw (${error instanceof Error ? error.name : 'error'}); the others still ran.`);
+      }
+    }
   }
 
   async #quarantine(reason: string): Promise<void> {
@@ -175,6 +288,32 @@ export class KeychainCachePlugin implements ICachePlugin {
       held.releaseLocal();
     }
   }
+}
+
+/** The accounts in a serialized MSAL cache, keyed by home account id and environment; undefined when unreadable. */
+function accountsIn(text: string): Map<string, CachedAccount> | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const section = (parsed as { Account?: Record<string, Record<string, unknown>> } | null)?.Account;
+  const accounts = new Map<string, CachedAccount>();
+  if (typeof section !== 'object' || section === null) return accounts;
+  for (const entity of Object.values(section)) {
+    if (typeof entity?.home_account_id !== 'string') continue;
+    const account: CachedAccount = {
+      homeAccountId: entity.home_account_id,
+      localAccountId: String(entity.local_account_id ?? ''),
+      environment: String(entity.environment ?? ''),
+      tenantId: String(entity.realm ?? ''),
+      username: String(entity.username ?? ''),
+      ...(typeof entity.name === 'string' ? { name: entity.name } : {}),
+    };
+    accounts.set(`${account.homeAccountId}|${account.environment}|${account.tenantId}`, account);
+  }
+  return accounts;
 }
 
 /**

@@ -1,4 +1,4 @@
-export { createCachePlugin, KeychainCachePlugin } from './cache-plugin.js';
+export { createCachePlugin, KeychainCachePlugin, type CacheChange, type CacheChangeListener, type CachedAccount } from './cache-plugin.js';
 export { createPersistence, type BackendAttempt } from './create-persistence.js';
 export { KeychainCacheError, isKeychainCacheError, errorCodes, type ErrorCode } from './errors.js';
 export type { LockOptions } from './file-lock.js';
