@@ -24,7 +24,12 @@ export interface TokenEndpoint {
   issued: IssuedTokens[];
   /** The object id that a sign-in with this authorization code produces. */
   objectIdFor(code: string): string;
+  /** Device code flow: lets the user with this name finish the sign-in shown with `userCode`. */
+  approveDeviceCode(userCode: string, user: string): void;
 }
+
+// msal-node sends the short form; RFC 8628's URN is accepted too.
+const deviceCodeGrants = ['device_code', 'urn:ietf:params:oauth:grant-type:device_code'];
 
 function base64Url(value: string | Buffer): string {
   return Buffer.from(value).toString('base64url');
@@ -40,14 +45,24 @@ function json<T>(body: unknown, status = 200): NetworkResponse<T> {
   return { status, headers: { 'content-type': 'application/json; charset=utf-8' }, body: body as T };
 }
 
-export function createTokenEndpoint(options: { clientId?: string; tokenLifetimeSeconds?: number } = {}): TokenEndpoint {
+export function createTokenEndpoint(options: {
+  clientId?: string;
+  tokenLifetimeSeconds?: number;
+  /** Device code flow: every device code is approved at once for this user (else see approveDeviceCode). */
+  deviceCodeUser?: string;
+} = {}): TokenEndpoint {
   const lifetime = options.tokenLifetimeSeconds ?? 3600;
   const refreshOwners = new Map<string, string>();
+  // device_code -> { userCode, the user who approved it (undefined while pending) }
+  const deviceCodes = new Map<string, { userCode: string; user: string | undefined }>();
   const endpoint: TokenEndpoint = {
     refuse: false,
     requests: {},
     issued: [],
     objectIdFor: (code) => guidFor(`user:${code}`),
+    approveDeviceCode: (userCode, user) => {
+      for (const entry of deviceCodes.values()) if (entry.userCode === userCode) entry.user = user;
+    },
     networkClient: {
       async sendGetRequestAsync<T>(url: string): Promise<NetworkResponse<T>> {
         const { origin, pathname } = new URL(url);
@@ -78,9 +93,21 @@ export function createTokenEndpoint(options: { clientId?: string; tokenLifetimeS
       },
       async sendPostRequestAsync<T>(url: string, request?: NetworkRequestOptions): Promise<NetworkResponse<T>> {
         const form = new URLSearchParams(String(request?.body ?? ''));
+        const pathname = new URL(url).pathname;
+        if (pathname.endsWith('/devicecode')) {
+          endpoint.requests.devicecode = (endpoint.requests.devicecode ?? 0) + 1;
+          const deviceCode = randomBytes(24).toString('base64url');
+          const userCode = randomBytes(4).toString('hex').toUpperCase();
+          deviceCodes.set(deviceCode, { userCode, user: options.deviceCodeUser });
+          return json<T>({
+            device_code: deviceCode, user_code: userCode, verification_uri: 'https://microsoft.com/devicelogin',
+            expires_in: 900, interval: 1,
+            message: `To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ${userCode} to authenticate.`,
+          });
+        }
         const grant = form.get('grant_type') ?? 'unknown';
         endpoint.requests[grant] = (endpoint.requests[grant] ?? 0) + 1;
-        if (!new URL(url).pathname.endsWith('/token')) return json<T>({ error: 'not_found' }, 404);
+        if (!pathname.endsWith('/token')) return json<T>({ error: 'not_found' }, 404);
         if (endpoint.refuse) {
           return json<T>({ error: 'invalid_grant', error_description: 'AADSTS70000: refused by the test token endpoint.' }, 400);
         }
@@ -92,6 +119,14 @@ export function createTokenEndpoint(options: { clientId?: string; tokenLifetimeS
         } else if (grant === 'refresh_token') {
           name = refreshOwners.get(form.get('refresh_token') ?? '');
           if (!name) return json<T>({ error: 'invalid_grant', error_description: 'AADSTS70008: unknown refresh token.' }, 400);
+        } else if (deviceCodeGrants.includes(grant)) {
+          const entry = deviceCodes.get(form.get('device_code') ?? '');
+          if (!entry) return json<T>({ error: 'expired_token', error_description: 'AADSTS70019: unknown device code.' }, 400);
+          if (entry.user === undefined) {
+            return json<T>({ error: 'authorization_pending', error_description: 'AADSTS70016: the user has not signed in yet.' }, 400);
+          }
+          name = entry.user;
+          deviceCodes.delete(form.get('device_code') ?? '');
         } else if (grant !== 'client_credentials') {
           return json<T>({ error: 'unsupported_grant_type' }, 400);
         }
