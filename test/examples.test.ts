@@ -1,9 +1,15 @@
 // The examples run as users would run them, each invocation its own process, with the network replaced by
 // the in-process token endpoint (test/fixtures/example-cli.mjs).
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { isLinux, runFixture, tempDir } from './helpers.js';
+import { isLinux, repoRoot, runFixture, tempDir } from './helpers.js';
+
+const run = promisify(execFile);
 
 const requestsOf = (stderr: string) => JSON.parse(/REQUESTS (.*)/.exec(stderr)![1]!) as Record<string, number>;
 
@@ -37,5 +43,47 @@ describe.runIf(isLinux)('examples/cli (device code login, cache in the private S
     const run = await runFixture('example-cli', { cachePath: join(await tempDir(), 'c.json'), serviceName: 'mkc-example-usage', argv: ['sign-in'] });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('usage: msal-cli login | whoami | token | logout');
+  });
+});
+
+// Electron's published types, from the npm registry's electron package (its install script, which
+// downloads the binary, is never run: the tarball is only unpacked). Cached in .cache/.
+const electronVersion = '45.4.1';
+async function electronTypes(): Promise<string> {
+  const directory = join(repoRoot, '.cache', `electron-${electronVersion}`);
+  const file = join(directory, 'package', 'electron.d.ts');
+  if (existsSync(file)) return file;
+  await mkdir(directory, { recursive: true });
+  const env = { ...process.env, HOME: process.env.MKC_USER_HOME || process.env.HOME };
+  await run('npm', ['pack', `electron@${electronVersion}`, '--silent'], { cwd: directory, env });
+  await run('tar', ['-xzf', `electron-${electronVersion}.tgz`, 'package/electron.d.ts'], { cwd: directory });
+  return file;
+}
+
+describe('examples/electron (safeStorage in the main process)', () => {
+  it('type-checks against Electron 45\'s published electron.d.ts', async () => {
+    const types = await electronTypes();
+    const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+    const result = await run(process.execPath, [tsc, '--noEmit', '--allowJs', '--checkJs', '--strict', '--skipLibCheck',
+      '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
+      '--typeRoots', join(repoRoot, 'node_modules', '@types'), '--types', 'node',
+      types, join(repoRoot, 'examples', 'electron', 'auth.mjs'), join(repoRoot, 'examples', 'electron', 'main.mjs')], { cwd: repoRoot })
+      .catch((error: { stdout: string; stderr: string }) => ({ failed: `${error.stdout}${error.stderr}` }));
+    expect(result).not.toHaveProperty('failed');
+  }, 120_000);
+
+  it('runs in plain Node with the stand-in: waits for ready, signs in through the browser, token from the cache after a restart, sign-out', async () => {
+    const userData = await tempDir();
+    const { stdout } = await run(process.execPath, [join(repoRoot, 'examples', 'electron', 'harness.mjs'), userData], { cwd: repoRoot });
+    expect(JSON.parse(stdout)).toEqual({
+      storage: { kind: 'safe-storage', encrypted: true },
+      username: 'electron-user@example.test',
+      tokenFromCache: true,
+      afterSignOut: null,
+      changes: [['electron-user@example.test']],
+    });
+    const cache = join(userData, 'msal-cache.bin');
+    expect((await stat(cache)).mode & 0o777).toBe(0o600);
+    expect((await readFile(cache)).subarray(0, 3).toString()).toBe('v11'); // sealed by safeStorage, not JSON
   });
 });
