@@ -34,7 +34,8 @@ async function main(argv: string[]): Promise<number> {
   if (flags.includes('--json')) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
-    const color = process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
+    // no-color.org: NO_COLOR set to anything but the empty string turns colour off.
+    const color = process.stdout.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
     process.stdout.write(formatReport(report, color));
   }
   return report.ok ? 0 : 1;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { KeychainCachePlugin } from './cache-plugin.js';
 import { type BackendAttempt, encryptedCandidates, selectPersistence } from './create-persistence.js';
-import { isKeychainCacheError, KeychainCacheError } from './errors.js';
+import { isKeychainCacheError, KeychainCacheError, systemErrorCode } from './errors.js';
 import { acquireFileLock } from './file-lock.js';
 import { createLogger } from './logger.js';
 import { resolvePersistenceOptions } from './options.js';
@@ -50,9 +50,16 @@ export async function runSelfTest(options: SelfTestOptions = {}): Promise<SelfTe
   const report: SelfTestReport = {
     ok: false, platform, arch: arch(), node: process.version, candidates: [], chosen: null, steps: [], totalMs: 0,
   };
-  const directory = await mkdtemp(join(tmpdir(), 'msal-keychain-cache-self-test-'));
+  let directory: string | undefined;
   let persistence: Persistence | undefined;
   try {
+    directory = await mkdtemp(join(tmpdir(), 'msal-keychain-cache-self-test-')).catch((error: unknown) => {
+      const code = systemErrorCode(error);
+      throw new KeychainCacheError(code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'ACCESS_DENIED' : 'STORE_FAILED',
+        `Cannot create a scratch directory in ${tmpdir()} (${code ?? 'error'}): the self-test works in a throwaway ` +
+        'directory there. Point TMPDIR at a directory you can write (e.g. TMPDIR="$HOME/tmp") and run it again. ' +
+        'Your cache directory needs the same: a folder this user can create files in.', { cause: error });
+    });
     const resolved = resolvePersistenceOptions({
       cachePath: join(directory, 'cache', 'msal-cache.json'),
       serviceName: 'msal-keychain-cache-self-test',
@@ -89,7 +96,7 @@ export async function runSelfTest(options: SelfTestOptions = {}): Promise<SelfTe
     return report;
   } finally {
     await persistence?.delete().catch(() => undefined);
-    await rm(directory, { recursive: true, force: true });
+    if (directory !== undefined) await rm(directory, { recursive: true, force: true });
     report.totalMs = performance.now() - started;
   }
 }

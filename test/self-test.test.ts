@@ -133,6 +133,42 @@ describe('self-test arguments', () => {
     expect(run.stderr).toContain('Usage: msal-keychain-cache self-test');
   });
 
+  it('colours its output on a terminal only, and not when NO_COLOR is set (to anything but "")', async () => {
+    // `script` gives the command a pseudo-terminal, as an interactive shell would.
+    const onTerminal = async (extra: NodeJS.ProcessEnv) => (await promisify(execFile)('script',
+      ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} self-test`, '/dev/null'],
+      { env: { ...process.env, TERM: 'xterm', NO_COLOR: undefined, ...extra }, encoding: 'utf8' })).stdout;
+    expect(await onTerminal({})).toContain('\u001b[32mok  \u001b[0m');
+    expect(await onTerminal({ NO_COLOR: '1' })).not.toContain('\u001b[');
+    expect(await onTerminal({ NO_COLOR: '' })).toContain('\u001b[');
+    expect((await selfTest(['self-test'], process.env)).stdout).not.toContain('\u001b['); // piped
+  });
+
+  it('an unwritable temporary directory: exit 1, ACCESS_DENIED, and says to point TMPDIR somewhere writable', async () => {
+    const locked = join(await tempDir(), 'read-only');
+    await mkdir(locked, { mode: 0o555 });
+    const asRoot = process.getuid?.() === 0;
+    const args = [bin, 'self-test', '--json'];
+    // root writes anywhere, so as root the self-test runs as "nobody" to meet the permission check.
+    const run = await promisify(execFile)(process.execPath, args, {
+      env: { ...process.env, TMPDIR: locked }, encoding: 'utf8', ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+    }).then((r) => ({ code: 0, stdout: r.stdout }), (error: { code: number; stdout: string }) => ({ code: error.code, stdout: error.stdout }));
+    expect(run.code).toBe(1);
+    const json = JSON.parse(run.stdout) as SelfTestReport;
+    expect(json).toMatchObject({ ok: false, error: { code: 'ACCESS_DENIED', message: expect.stringContaining('TMPDIR') } });
+    expect(json.error!.message).toContain(locked);
+  });
+
+  it('--json has exactly the documented fields', async () => {
+    const json = report(await selfTest(['self-test', '--json'], process.env));
+    expect(Object.keys(json).sort()).toEqual(['arch', 'candidates', 'chosen', 'node', 'ok', 'platform', 'steps', 'totalMs']);
+    expect(Object.keys(json.candidates[0]!).sort()).toEqual(['kind', 'ms', 'usable']);
+    expect(Object.keys(json.steps[0]!).sort()).toEqual(['detail', 'ms', 'name', 'status']);
+    const failed = report(await selfTest(['self-test', '--json'], await noBusEnv()));
+    expect(Object.keys(failed).sort()).toEqual(['arch', 'candidates', 'chosen', 'error', 'node', 'ok', 'platform', 'steps', 'totalMs']);
+    expect(Object.keys(failed.candidates[0]!).sort()).toEqual(['code', 'kind', 'ms', 'reason', 'usable']);
+  });
+
   it('prints help and the version', async () => {
     expect((await selfTest(['--help'], process.env)).stdout).toContain('--allow-plaintext');
     expect((await selfTest(['--version'], process.env)).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
