@@ -28,5 +28,7 @@ await build({ ...common, entryPoints: ['src/index.ts'], format: 'esm', outfile: 
 await build({ ...common, entryPoints: ['src/index.ts'], format: 'cjs', outfile: 'dist/cjs/index.js', allowOverwrite: true });
 await build({ ...common, entryPoints: ['src/self-test.ts'], format: 'esm', outfile: 'dist/esm/self-test.js', allowOverwrite: true });
 await build({ ...common, entryPoints: ['src/self-test.ts'], format: 'cjs', outfile: 'dist/cjs/self-test.js', allowOverwrite: true });
+await build({ ...common, entryPoints: ['src/distributed/index.ts'], format: 'esm', outfile: 'dist/esm/distributed/index.js', allowOverwrite: true });
+await build({ ...common, entryPoints: ['src/distributed/index.ts'], format: 'cjs', outfile: 'dist/cjs/distributed/index.js', allowOverwrite: true });
 await build({ ...common, entryPoints: ['src/bin.ts'], format: 'esm', outfile: 'dist/esm/bin.js', allowOverwrite: true });
 chmodSync('dist/esm/bin.js', 0o755);

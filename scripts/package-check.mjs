@@ -26,6 +26,7 @@ const standIn = join(repoRoot, 'scripts', 'safe-storage-stand-in.mjs');
 export const expectedExports = ['KeychainCacheError', 'KeychainCachePlugin', 'createCachePlugin', 'createPersistence',
   'defaultCachePath', 'errorCodes', 'isKeychainCacheError'];
 export const expectedSelfTestExports = ['formatReport', 'runSelfTest'];
+export const expectedDistributedExports = ['createBlobCipher', 'createFileStore', 'createPartitionedCachePlugin', 'mergeCaches', 'partitionKeys'];
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
@@ -46,7 +47,7 @@ const checks = {
     const stray = files.filter((f) => !/^package\/(dist\/.+|README\.md|LICENSE|package\.json)$/.test(f));
     check(stray.length === 0, `unexpected files in the tarball: ${stray.join(', ')}`);
     for (const needed of ['package/dist/esm/index.js', 'package/dist/cjs/index.js', 'package/dist/esm/index.d.ts',
-      'package/dist/cjs/index.d.ts', 'package/dist/esm/bin.js', 'package/dist/esm/self-test.js', 'package/dist/cjs/self-test.js']) {
+      'package/dist/cjs/index.d.ts', 'package/dist/esm/bin.js', 'package/dist/esm/distributed/index.js', 'package/dist/cjs/distributed/index.js', 'package/dist/esm/self-test.js', 'package/dist/cjs/self-test.js']) {
       check(files.includes(needed), `${needed} is missing from the tarball`);
     }
     return { files: files.length };
@@ -56,12 +57,14 @@ const checks = {
     const esm = await node(['--input-type=module', '-e', `
       const main = await import('msal-keychain-cache');
       const selfTest = await import('msal-keychain-cache/self-test');
+      const distributed = await import('msal-keychain-cache/distributed');
       const pkg = (await import('msal-keychain-cache/package.json', { with: { type: 'json' } })).default;
-      console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(), version: pkg.version }));`], full);
+      console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(), distributed: Object.keys(distributed).sort(), version: pkg.version }));`], full);
     const cjs = await node(['-e', `
       const main = require('msal-keychain-cache');
       const selfTest = require('msal-keychain-cache/self-test');
-      console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(),
+      const distributed = require('msal-keychain-cache/distributed');
+      console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(), distributed: Object.keys(distributed).sort(),
         errorIsClass: new main.KeychainCacheError('INVALID_OPTION', 'x') instanceof Error }));`], full);
     const e = JSON.parse(esm.stdout);
     const c = JSON.parse(cjs.stdout);
@@ -69,6 +72,8 @@ const checks = {
     check(JSON.stringify(c.main) === JSON.stringify(expectedExports), `CommonJS exports ${c.main}`);
     check(JSON.stringify(e.selfTest) === JSON.stringify(expectedSelfTestExports), `ESM self-test exports ${e.selfTest}`);
     check(JSON.stringify(c.selfTest) === JSON.stringify(expectedSelfTestExports), `CommonJS self-test exports ${c.selfTest}`);
+    check(JSON.stringify(e.distributed) === JSON.stringify(expectedDistributedExports), `ESM distributed exports ${e.distributed}`);
+    check(JSON.stringify(c.distributed) === JSON.stringify(expectedDistributedExports), `CommonJS distributed exports ${c.distributed}`);
     check(c.errorIsClass, 'KeychainCacheError is not an Error subclass in CommonJS');
     const bin = await run(join(full, 'node_modules', '.bin', 'msal-keychain-cache'), ['--version'], { cwd: full });
     check(bin.stdout.trim() === e.version, `bin --version printed ${bin.stdout.trim()}, package is ${e.version}`);

@@ -1,0 +1,91 @@
+// AES-256-GCM for one cache blob per partition, with a key id in the header so keys can be rotated:
+// old blobs stay readable with their key and are rewritten with the current one on the next write.
+// The partition key is authenticated data, so a blob copied into another user's partition is refused.
+//
+// Blob: "MKC1" | key id length (1 byte) | key id (UTF-8) | IV (12 bytes) | ciphertext | GCM tag (16 bytes)
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { KeychainCacheError } from '../errors.js';
+
+const magic = Buffer.from('MKC1');
+const ivLength = 12;
+const tagLength = 16;
+
+export interface BlobCipherOptions {
+  /** Key id → 32-byte key (a Buffer, or base64 of 32 bytes). Keep old keys here until their blobs are rewritten. */
+  keys: Record<string, Uint8Array | string>;
+  /** The key id new blobs are sealed with. */
+  currentKeyId: string;
+}
+
+export interface OpenedBlob {
+  text: string;
+  keyId: string;
+  /** Sealed with a key other than the current one: rewrite it. */
+  stale: boolean;
+}
+
+export interface BlobCipher {
+  readonly currentKeyId: string;
+  seal(text: string, partitionKey: string): Buffer;
+  /** Throws DECRYPT_FAILED for an unknown key id, a wrong key, tampered or truncated bytes. */
+  open(blob: Uint8Array, partitionKey: string): OpenedBlob;
+}
+
+function invalid(message: string): KeychainCacheError {
+  return new KeychainCacheError('INVALID_OPTION', message);
+}
+
+export function createBlobCipher(options: BlobCipherOptions): BlobCipher {
+  if (typeof options !== 'object' || options === null || typeof options.keys !== 'object' || options.keys === null) {
+    throw invalid('createBlobCipher needs { keys: { <id>: <32-byte key> }, currentKeyId }.');
+  }
+  const keys = new Map<string, Buffer>();
+  for (const [id, value] of Object.entries(options.keys)) {
+    if (id === '' || Buffer.byteLength(id) > 255) throw invalid(`Key id '${id}' must be 1 to 255 bytes of UTF-8.`);
+    const key = typeof value === 'string' ? Buffer.from(value, 'base64') : Buffer.from(value);
+    if (key.length !== 32) {
+      throw invalid(`Key '${id}' is ${key.length} bytes; AES-256 needs 32 (e.g. crypto.randomBytes(32), or its base64).`);
+    }
+    keys.set(id, key);
+  }
+  const currentKeyId = options.currentKeyId;
+  const current = keys.get(currentKeyId);
+  if (!current) throw invalid(`currentKeyId '${String(currentKeyId)}' is not one of the keys (${[...keys.keys()].join(', ')}).`);
+
+  const refuse = (partitionKey: string, why: string, cause?: unknown) => new KeychainCacheError('DECRYPT_FAILED',
+    `The cache blob of one partition could not be decrypted: ${why}. It is treated as unreadable (the user signs in again).`,
+    cause === undefined ? undefined : { cause });
+
+  return {
+    currentKeyId,
+    seal(text, partitionKey) {
+      const id = Buffer.from(currentKeyId, 'utf8');
+      const iv = randomBytes(ivLength);
+      const cipher = createCipheriv('aes-256-gcm', current, iv);
+      cipher.setAAD(Buffer.from(partitionKey, 'utf8'));
+      const body = Buffer.concat([cipher.update(text, 'utf8'), cipher.final()]);
+      return Buffer.concat([magic, Buffer.from([id.length]), id, iv, body, cipher.getAuthTag()]);
+    },
+    open(blob, partitionKey) {
+      const bytes = Buffer.from(blob);
+      if (bytes.length < magic.length + 1 || !bytes.subarray(0, magic.length).equals(magic)) {
+        throw refuse(partitionKey, 'it is not in the encrypted format (wrong header)');
+      }
+      const idLength = bytes[magic.length]!;
+      const idEnd = magic.length + 1 + idLength;
+      if (bytes.length < idEnd + ivLength + tagLength) throw refuse(partitionKey, 'it is truncated');
+      const keyId = bytes.subarray(magic.length + 1, idEnd).toString('utf8');
+      const key = keys.get(keyId);
+      if (!key) throw refuse(partitionKey, `it was sealed with key '${keyId}', which is not configured (add it to keys to read old blobs)`);
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(idEnd, idEnd + ivLength));
+        decipher.setAAD(Buffer.from(partitionKey, 'utf8'));
+        decipher.setAuthTag(bytes.subarray(bytes.length - tagLength));
+        const text = Buffer.concat([decipher.update(bytes.subarray(idEnd + ivLength, bytes.length - tagLength)), decipher.final()]).toString('utf8');
+        return { text, keyId, stale: keyId !== currentKeyId };
+      } catch (error) {
+        throw refuse(partitionKey, `authentication failed with key '${keyId}' (tampered, damaged, or a different key under the same id)`, error);
+      }
+    },
+  };
+}

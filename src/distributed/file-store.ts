@@ -1,0 +1,76 @@
+// The embedded store: one file per partition in a directory, written with the core's atomic replace
+// under a per-partition lockfile, so several processes of one machine can share it with no server.
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { KeychainCacheError } from '../errors.js';
+import { acquireFileLock } from '../file-lock.js';
+import { assertSafePath, ensureDirectory, randomHex, readBytesIfExists, unlinkWithRetry, writeFileAtomic } from '../files.js';
+import type { PartitionStore, VersionedBlob } from './store.js';
+
+export interface FileStoreOptions {
+  /** The directory (created 0700). Each partition is a file named by the SHA-256 of its key. */
+  directory: string;
+  platform?: NodeJS.Platform;
+}
+
+// File: one JSON header line {"v": version, "exp": expiry ms or 0}, then the blob's bytes.
+function parse(bytes: Buffer): { version: string; expires: number; value: Buffer } | undefined {
+  const newline = bytes.indexOf(0x0a);
+  if (newline < 0) return undefined;
+  try {
+    const header = JSON.parse(bytes.subarray(0, newline).toString('utf8')) as { v?: unknown; exp?: unknown };
+    if (typeof header.v !== 'string' || typeof header.exp !== 'number') return undefined;
+    return { version: header.v, expires: header.exp, value: bytes.subarray(newline + 1) };
+  } catch {
+    return undefined;
+  }
+}
+
+export async function createFileStore(options: FileStoreOptions): Promise<PartitionStore & { pathFor(partitionKey: string): string }> {
+  if (typeof options?.directory !== 'string' || options.directory === '') {
+    throw new KeychainCacheError('INVALID_OPTION', 'createFileStore needs { directory }: a folder only this service account can read.');
+  }
+  const { directory } = options;
+  const platform = options.platform ?? process.platform;
+  await ensureDirectory(directory);
+  await assertSafePath(directory);
+  const pathFor = (partitionKey: string) => join(directory, `${createHash('sha256').update(partitionKey).digest('hex')}.bin`);
+
+  const read = async (path: string): Promise<VersionedBlob | null> => {
+    const bytes = await readBytesIfExists(path);
+    if (bytes === null) return null;
+    const parsed = parse(bytes);
+    // An unparseable file is handed on as a blob the cipher will refuse: treated as corruption upstream.
+    if (!parsed) return { value: bytes, version: `unparsed-${bytes.length}` };
+    if (parsed.expires !== 0 && parsed.expires <= Date.now()) return null;
+    return { value: parsed.value, version: parsed.version };
+  };
+
+  return {
+    pathFor,
+    get: (partitionKey) => read(pathFor(partitionKey)),
+    async compareAndSet(partitionKey, value, expectedVersion, ttlMs) {
+      const path = pathFor(partitionKey);
+      const release = await acquireFileLock(`${path}.lockfile`, { timeoutMs: 10_000 });
+      try {
+        const current = await read(path);
+        if ((current?.version ?? null) !== expectedVersion) return null;
+        const version = randomHex(12);
+        const header = Buffer.from(`${JSON.stringify({ v: version, exp: ttlMs ? Date.now() + ttlMs : 0 })}\n`, 'utf8');
+        await writeFileAtomic(path, Buffer.concat([header, value]), { platform });
+        return version;
+      } finally {
+        await release();
+      }
+    },
+    async delete(partitionKey) {
+      const path = pathFor(partitionKey);
+      const release = await acquireFileLock(`${path}.lockfile`, { timeoutMs: 10_000 });
+      try {
+        return await unlinkWithRetry(path, platform);
+      } finally {
+        await release();
+      }
+    },
+  };
+}

@@ -1,0 +1,6 @@
+// msal-keychain-cache/distributed: caches for confidential clients (web apps, APIs, daemons), one
+// encrypted blob per partition. A separate entry point so desktop apps and CLIs never load it.
+export { createBlobCipher, type BlobCipher, type BlobCipherOptions, type OpenedBlob } from './blob-cipher.js';
+export { createFileStore, type FileStoreOptions } from './file-store.js';
+export { createPartitionedCachePlugin, mergeCaches, partitionKeys, type PartitionedCachePluginOptions } from './partitioned-plugin.js';
+export type { PartitionStore, VersionedBlob } from './store.js';

@@ -1,0 +1,145 @@
+// The cache plugin for confidential clients (web apps, web APIs, daemons): one encrypted blob per
+// partition (a user, an app's tenant, an OBO assertion) in a PartitionStore. msal-node's own
+// DistributedCachePlugin has no concurrency control: two app instances refreshing one user's tokens
+// overwrite each other. Here every write is a compare-and-set on the version that was read; on conflict
+// the latest blob is reloaded, the two versions are merged entity by entity, and the write is retried.
+import { createHash } from 'node:crypto';
+import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
+import { isKeychainCacheError, KeychainCacheError } from '../errors.js';
+import { createLogger, type LoggerOptions } from '../logger.js';
+import type { BlobCipher } from './blob-cipher.js';
+import type { PartitionStore } from './store.js';
+
+export interface PartitionedCachePluginOptions {
+  store: PartitionStore;
+  /** Whose cache this is: see `partitionKeys`. One plugin (and one msal client) per request. */
+  partitionKey: string;
+  /** AES-256-GCM per blob (createBlobCipher). Required unless allowPlaintext is true. */
+  cipher?: BlobCipher;
+  /** Store blobs unencrypted (only where the store itself is encrypted and private). Default false. */
+  allowPlaintext?: boolean;
+  /** Sliding expiry of the partition, renewed by every write. Default none. */
+  ttlMs?: number;
+  /** Compare-and-set attempts before giving up with STORE_FAILED. Default 20. */
+  maxAttempts?: number;
+  loggerOptions?: LoggerOptions;
+}
+
+/** Partition keys as msal-node's guidance defines them, prefixed so that kinds never collide. */
+export const partitionKeys = {
+  /** A signed-in user's cache: their `homeAccountId`. */
+  forAccount: (account: { homeAccountId: string } | string) => `account:${typeof account === 'string' ? account : account.homeAccountId}`,
+  /** App-only tokens (client credentials): `clientId.tenantId`. */
+  forApp: (clientId: string, tenantId: string) => `app:${clientId}.${tenantId}`,
+  /** On-behalf-of: a hash of the incoming assertion (never the assertion itself). */
+  forOnBehalfOf: (assertion: string) => `obo:${createHash('sha256').update(assertion).digest('hex')}`,
+};
+
+type CacheJson = Record<string, Record<string, unknown>>;
+
+function parseCache(text: string): CacheJson | undefined {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed as CacheJson : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Three-way merge of serialized caches, entity by entity: start from `latest` (what another instance
+ * stored), apply what this instance changed since `base` (added or updated entities win, entities it
+ * removed are removed). Both instances' new tokens survive.
+ */
+export function mergeCaches(base: string, ours: string, latest: string): string {
+  const baseJson = parseCache(base) ?? {};
+  const oursJson = parseCache(ours) ?? {};
+  const result = parseCache(latest) ?? {};
+  for (const section of new Set([...Object.keys(baseJson), ...Object.keys(oursJson)])) {
+    const before = baseJson[section] ?? {};
+    const after = oursJson[section] ?? {};
+    const merged: Record<string, unknown> = { ...(result[section] ?? {}) };
+    for (const [key, value] of Object.entries(after)) {
+      if (!(key in before) || JSON.stringify(before[key]) !== JSON.stringify(value)) merged[key] = value;
+    }
+    for (const key of Object.keys(before)) if (!(key in after)) delete merged[key];
+    result[section] = merged;
+  }
+  return JSON.stringify(result);
+}
+
+export function createPartitionedCachePlugin(options: PartitionedCachePluginOptions): ICachePlugin & { readonly partitionKey: string } {
+  const { store, partitionKey, cipher, ttlMs } = options;
+  if (!store || typeof store.get !== 'function' || typeof store.compareAndSet !== 'function') {
+    throw new KeychainCacheError('INVALID_OPTION', 'store must be a PartitionStore (createFileStore, createRedisStore, createPostgresStore).');
+  }
+  if (typeof partitionKey !== 'string' || partitionKey === '') {
+    throw new KeychainCacheError('INVALID_OPTION', 'partitionKey is required: partitionKeys.forAccount(account) for a user, forApp(...) for app tokens.');
+  }
+  if (!cipher && options.allowPlaintext !== true) {
+    throw new KeychainCacheError('PLAINTEXT_NOT_ALLOWED', 'Token caches would be stored unencrypted: pass cipher: createBlobCipher({ keys, currentKeyId }), ' +
+      'or allowPlaintext: true if the store is private and encrypted itself.');
+  }
+  const logger = createLogger(options.loggerOptions);
+  const maxAttempts = options.maxAttempts ?? 20;
+  const seal = (text: string) => (cipher ? cipher.seal(text, partitionKey) : Buffer.from(text, 'utf8'));
+
+  // What this plugin read last: the text MSAL was given, the version to compare against, and whether the
+  // blob was sealed with an old key (then it is rewritten on the next access).
+  let baseText = '{}';
+  let version: string | null = null;
+  let stale = false;
+
+  const load = async (): Promise<void> => {
+    const stored = await store.get(partitionKey);
+    version = stored?.version ?? null;
+    stale = false;
+    baseText = '{}';
+    if (!stored) return;
+    try {
+      const opened = cipher ? cipher.open(stored.value, partitionKey) : { text: stored.value.toString('utf8'), stale: false };
+      if (parseCache(opened.text) === undefined) {
+        logger.warning(`The cache of one partition is not a JSON object (${opened.text.length} characters); it starts empty and is replaced on the next write.`);
+        stale = true;
+        return;
+      }
+      baseText = opened.text;
+      stale = opened.stale;
+    } catch (error) {
+      if (!isKeychainCacheError(error, 'DECRYPT_FAILED')) throw error;
+      // Tampered, damaged, or a key that is gone: like corruption, the user signs in again; no crash.
+      logger.warning(`DECRYPT_FAILED: ${error.message}`);
+      stale = true;
+    }
+  };
+
+  return {
+    partitionKey,
+    async beforeCacheAccess(context: TokenCacheContext) {
+      await load();
+      context.tokenCache.deserialize(baseText);
+    },
+    async afterCacheAccess(context: TokenCacheContext) {
+      if (!context.cacheHasChanged && !stale) return;
+      let ours = context.tokenCache.serialize();
+      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+        const written = await store.compareAndSet(partitionKey, seal(ours), version, ttlMs);
+        if (written !== null) {
+          version = written;
+          baseText = ours;
+          stale = false;
+          context.tokenCache.deserialize(ours);
+          return;
+        }
+        // Another instance wrote in between: merge our changes into theirs and try again.
+        const mine = ours;
+        const base = baseText;
+        await load();
+        ours = mergeCaches(base, mine, baseText);
+        logger.verbose(`Cache write conflict in one partition (attempt ${attempt}); merged and retrying.`);
+      }
+      throw new KeychainCacheError('STORE_FAILED', `Gave up writing one partition's cache after ${maxAttempts} conflicting writes ` +
+        'by other instances. Nothing was lost from the store; this request\'s new tokens were not saved.');
+    },
+  };
+}

@@ -1,0 +1,156 @@
+// Confidential-client caches: one encrypted blob per partition, compare-and-set writes that merge on
+// conflict. Embedded file store; real msal-node ConfidentialClientApplication; real processes.
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfidentialClientApplication } from '@azure/msal-node';
+import { describe, expect, it } from 'vitest';
+import { createBlobCipher, createFileStore, createPartitionedCachePlugin, mergeCaches, partitionKeys, type BlobCipher, type PartitionStore } from '../src/distributed/index.js';
+import { createTokenEndpoint, testAuthority, type TokenEndpoint } from '../src/token-endpoint.js';
+import { recordingLogger, runFixture, tempDir } from './helpers.js';
+
+const k1 = randomBytes(32);
+const k2 = randomBytes(32);
+
+function webApp(store: PartitionStore, cipher: BlobCipher, partitionKey: string, endpoint: TokenEndpoint, extra: object = {}) {
+  return new ConfidentialClientApplication({
+    auth: { clientId: 'web-app', authority: testAuthority, clientSecret: 'secret' },
+    cache: { cachePlugin: createPartitionedCachePlugin({ store, cipher, partitionKey, ...extra }) },
+    system: { networkClient: endpoint.networkClient },
+  });
+}
+
+const signIn = (app: ConfidentialClientApplication, user: string, scope = 'User.Read') =>
+  app.acquireTokenByCode({ code: user, scopes: [scope], redirectUri: 'http://localhost/redirect' });
+
+/** The scopes of the access tokens stored in one partition. */
+async function storedScopes(store: PartitionStore, cipher: BlobCipher, partitionKey: string): Promise<string[]> {
+  const blob = await store.get(partitionKey);
+  if (!blob) return [];
+  const cache = JSON.parse(cipher.open(blob.value, partitionKey).text) as { AccessToken?: Record<string, { target: string }> };
+  return Object.values(cache.AccessToken ?? {}).map((t) => t.target.toLowerCase()).sort();
+}
+
+describe('blob cipher (AES-256-GCM, key id in the header)', () => {
+  const cipher = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
+
+  it('round-trips, and the same text seals differently twice with no plaintext in the blob', () => {
+    const a = cipher.seal('{"secret":"rt.abc"}', 'p');
+    const b = cipher.seal('{"secret":"rt.abc"}', 'p');
+    expect(a.equals(b)).toBe(false);
+    expect(a.includes(Buffer.from('rt.abc'))).toBe(false);
+    expect(cipher.open(a, 'p')).toEqual({ text: '{"secret":"rt.abc"}', keyId: 'k1', stale: false });
+  });
+
+  it('refuses a flipped byte, a truncated blob, a wrong key under the same id, an unknown key id, and another partition', () => {
+    const blob = cipher.seal('{"a":1}', 'p');
+    const flipped = Buffer.from(blob);
+    flipped[flipped.length - 20]! ^= 1;
+    const other = createBlobCipher({ keys: { k1: k2 }, currentKeyId: 'k1' });
+    const unknown = createBlobCipher({ keys: { k2 }, currentKeyId: 'k2' });
+    for (const attempt of [() => cipher.open(flipped, 'p'), () => cipher.open(blob.subarray(0, 20), 'p'), () => other.open(blob, 'p'),
+      () => unknown.open(blob, 'p'), () => cipher.open(blob, 'another user'), () => cipher.open(Buffer.from('{"plain":1}'), 'p')]) {
+      expect(attempt).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
+    }
+  });
+
+  it('rejects bad keys with INVALID_OPTION', () => {
+    expect(() => createBlobCipher({ keys: { k1: randomBytes(16) }, currentKeyId: 'k1' })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    expect(() => createBlobCipher({ keys: { k1 }, currentKeyId: 'k9' })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+  });
+});
+
+describe('partitioned cache plugin over the embedded file store', () => {
+  it('two app instances (processes) sign in the same 100 users at once with different scopes: no token lost', async () => {
+    const directory = await tempDir();
+    const users = Array.from({ length: 100 }, (_, i) => `web-${i}`);
+    const keys = { k1: k1.toString('base64') };
+    const [a, b] = await Promise.all(['A.Read', 'B.Read'].map((scope) =>
+      runFixture('distributed-worker', { directory, users, scope, keys, currentKeyId: 'k1' })));
+    for (const run of [a!, b!]) {
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout.split('RESULT ')[1]!).failures).toEqual([]);
+    }
+    const store = await createFileStore({ directory });
+    const cipher = createBlobCipher({ keys, currentKeyId: 'k1' });
+    const lost: string[] = [];
+    for (const user of users) {
+      const scopes = await storedScopes(store, cipher, `user:${user}`);
+      if (!scopes.some((s) => s.includes('a.read')) || !scopes.some((s) => s.includes('b.read'))) lost.push(`${user}: ${scopes.join(' ')}`);
+    }
+    expect(lost).toEqual([]);
+  });
+
+  it('a silent call is served from the partition; another user\'s partition stays separate', async () => {
+    const store = await createFileStore({ directory: await tempDir() });
+    const cipher = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
+    const endpoint = createTokenEndpoint();
+    const signedIn = await signIn(webApp(store, cipher, partitionKeys.forAccount('alice-home'), endpoint), 'alice');
+    endpoint.refuse = true;
+    const next = webApp(store, cipher, partitionKeys.forAccount('alice-home'), endpoint);
+    const [account] = await next.getTokenCache().getAllAccounts();
+    expect((await next.acquireTokenSilent({ account: account!, scopes: ['User.Read'] })).accessToken).toBe(signedIn.accessToken);
+    expect(await webApp(store, cipher, partitionKeys.forAccount('bob-home'), endpoint).getTokenCache().getAllAccounts()).toEqual([]);
+  });
+
+  it('expires a partition after its TTL', async () => {
+    const store = await createFileStore({ directory: await tempDir() });
+    const cipher = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
+    const endpoint = createTokenEndpoint();
+    await signIn(webApp(store, cipher, 'user:ttl', endpoint, { ttlMs: 150 }), 'ttl');
+    expect(await store.get('user:ttl')).not.toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await store.get('user:ttl')).toBeNull();
+    expect(await webApp(store, cipher, 'user:ttl', endpoint).getTokenCache().getAllAccounts()).toEqual([]);
+  });
+
+  it('key rotation: blobs under the old key stay readable and are rewritten with the new key on the next access', async () => {
+    const store = await createFileStore({ directory: await tempDir() });
+    const endpoint = createTokenEndpoint();
+    await signIn(webApp(store, createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' }), 'user:rotate', endpoint), 'rotate');
+    const rotated = createBlobCipher({ keys: { k1, k2 }, currentKeyId: 'k2' });
+    expect(rotated.open((await store.get('user:rotate'))!.value, 'user:rotate')).toMatchObject({ keyId: 'k1', stale: true });
+    endpoint.refuse = true;
+    const app = webApp(store, rotated, 'user:rotate', endpoint);
+    const [account] = await app.getTokenCache().getAllAccounts();
+    await app.acquireTokenSilent({ account: account!, scopes: ['User.Read'] });
+    expect(rotated.open((await store.get('user:rotate'))!.value, 'user:rotate')).toMatchObject({ keyId: 'k2', stale: false });
+    const rewritten = (await store.get('user:rotate'))!.value;
+    expect(() => createBlobCipher({ keys: { k2 }, currentKeyId: 'k2' }).open(rewritten, 'user:rotate')).not.toThrow();
+  });
+
+  it('a tampered blob or a wrong key: DECRYPT_FAILED logged, the user signs in again, nothing crashes', async () => {
+    const directory = await tempDir();
+    const store = await createFileStore({ directory });
+    const cipher = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
+    const endpoint = createTokenEndpoint();
+    await signIn(webApp(store, cipher, 'user:tamper', endpoint), 'tamper');
+    const path = store.pathFor('user:tamper');
+    const bytes = await readFile(path);
+    bytes[bytes.length - 5]! ^= 0x20;
+    await writeFile(path, bytes);
+    for (const reader of [cipher, createBlobCipher({ keys: { k1: k2 }, currentKeyId: 'k1' })]) {
+      const log = recordingLogger();
+      const app = webApp(store, reader, 'user:tamper', endpoint, { loggerOptions: log.loggerOptions });
+      expect(await app.getTokenCache().getAllAccounts()).toEqual([]);
+      expect(log.lines.filter((l) => l.level === 1 && l.message.includes('DECRYPT_FAILED'))).toHaveLength(1);
+      await signIn(app, 'tamper');
+      expect((await app.getTokenCache().getAllAccounts())).toHaveLength(1);
+    }
+  });
+
+  it('refuses to store unencrypted blobs unless asked, and needs a partition key', async () => {
+    const store = await createFileStore({ directory: await tempDir() });
+    expect(() => createPartitionedCachePlugin({ store, partitionKey: 'p' })).toThrow(expect.objectContaining({ code: 'PLAINTEXT_NOT_ALLOWED' }));
+    expect(() => createPartitionedCachePlugin({ store, partitionKey: '', allowPlaintext: true })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    expect(partitionKeys.forApp('client', 'tenant')).toBe('app:client.tenant');
+    expect(partitionKeys.forOnBehalfOf('eyJ.assertion')).toMatch(/^obo:[0-9a-f]{64}$/);
+  });
+
+  it('mergeCaches keeps both sides\' new entities and this side\'s removals', () => {
+    const base = JSON.stringify({ AccessToken: { a: { t: 1 }, gone: { t: 0 } } });
+    const ours = JSON.stringify({ AccessToken: { a: { t: 2 }, mine: { t: 1 } } });
+    const latest = JSON.stringify({ AccessToken: { a: { t: 1 }, gone: { t: 0 }, theirs: { t: 1 } } });
+    expect(JSON.parse(mergeCaches(base, ours, latest))).toEqual({ AccessToken: { a: { t: 2 }, mine: { t: 1 }, theirs: { t: 1 } } });
+  });
+});
