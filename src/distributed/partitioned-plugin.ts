@@ -117,6 +117,8 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
     partitionKey,
     async beforeCacheAccess(context: TokenCacheContext) {
       await load();
+      // Sliding expiry: a partition in use does not expire between writes.
+      if (ttlMs && version !== null) await store.touch?.(partitionKey, ttlMs);
       context.tokenCache.deserialize(baseText);
     },
     async afterCacheAccess(context: TokenCacheContext) {

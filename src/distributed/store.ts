@@ -18,4 +18,6 @@ export interface PartitionStore {
   compareAndSet(partitionKey: string, value: Buffer, expectedVersion: string | null, ttlMs?: number): Promise<string | null>;
   /** Removes the partition; false when there was none. */
   delete(partitionKey: string): Promise<boolean>;
+  /** Renews a partition's expiry on a read (sliding TTL), where the store can do it cheaply. */
+  touch?(partitionKey: string, ttlMs: number): Promise<void>;
 }
