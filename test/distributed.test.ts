@@ -3,25 +3,14 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfidentialClientApplication } from '@azure/msal-node';
 import { describe, expect, it } from 'vitest';
 import { createBlobCipher, createFileStore, createPartitionedCachePlugin, mergeCaches, partitionKeys, type BlobCipher, type PartitionStore } from '../src/distributed/index.js';
-import { createTokenEndpoint, testAuthority, type TokenEndpoint } from '../src/token-endpoint.js';
-import { recordingLogger, runFixture, tempDir } from './helpers.js';
+import { createTokenEndpoint } from '../src/token-endpoint.js';
+import { recordingLogger, runFixture, tempDir, webApp, webSignIn as signIn } from './helpers.js';
 
 const k1 = randomBytes(32);
 const k2 = randomBytes(32);
 
-function webApp(store: PartitionStore, cipher: BlobCipher, partitionKey: string, endpoint: TokenEndpoint, extra: object = {}) {
-  return new ConfidentialClientApplication({
-    auth: { clientId: 'web-app', authority: testAuthority, clientSecret: 'secret' },
-    cache: { cachePlugin: createPartitionedCachePlugin({ store, cipher, partitionKey, ...extra }) },
-    system: { networkClient: endpoint.networkClient },
-  });
-}
-
-const signIn = (app: ConfidentialClientApplication, user: string, scope = 'User.Read') =>
-  app.acquireTokenByCode({ code: user, scopes: [scope], redirectUri: 'http://localhost/redirect' });
 
 /** The scopes of the access tokens stored in one partition. */
 async function storedScopes(store: PartitionStore, cipher: BlobCipher, partitionKey: string): Promise<string[]> {

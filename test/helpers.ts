@@ -4,9 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PublicClientApplication, type AccountInfo, type LogLevel } from '@azure/msal-node';
+import { ConfidentialClientApplication, PublicClientApplication, type AccountInfo, type LogLevel } from '@azure/msal-node';
 import { afterAll } from 'vitest';
 import { createSafeStorageStandIn } from '../scripts/safe-storage-stand-in.mjs';
+import { createPartitionedCachePlugin, type BlobCipher, type PartitionedCachePluginOptions, type PartitionStore } from '../src/distributed/index.js';
 import { createCachePlugin, type CachePluginOptions, type SafeStorageLike } from '../src/index.js';
 import type { BackendKind } from '../src/persistence/types.js';
 import { createTokenEndpoint, testAuthority, type TokenEndpoint } from '../src/token-endpoint.js';
@@ -140,4 +141,18 @@ export function startFixture(name: string, args: unknown, options: { env?: NodeJ
     check();
   });
   return { child, done, waitFor, get stdout() { return stdout; } };
+}
+
+/** A web app's confidential client for one request, its cache in one partition of `store`. */
+export function webApp(store: PartitionStore, cipher: BlobCipher, partitionKey: string, endpoint: TokenEndpoint,
+  extra: Partial<PartitionedCachePluginOptions> = {}) {
+  return new ConfidentialClientApplication({
+    auth: { clientId: 'web-app', authority: testAuthority, clientSecret: 'secret' },
+    cache: { cachePlugin: createPartitionedCachePlugin({ store, cipher, partitionKey, ...extra }) },
+    system: { networkClient: endpoint.networkClient },
+  });
+}
+
+export function webSignIn(app: ConfidentialClientApplication, user: string, scope = 'User.Read') {
+  return app.acquireTokenByCode({ code: user, scopes: [scope], redirectUri: 'http://localhost/redirect' });
 }

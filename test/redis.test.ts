@@ -1,25 +1,14 @@
 // The Redis store against a real redis-server that this test file starts and stops (scripts/redis-server.mjs).
 import { randomBytes } from 'node:crypto';
-import { ConfidentialClientApplication } from '@azure/msal-node';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis } from '../scripts/redis-server.mjs';
-import { createBlobCipher, createPartitionedCachePlugin, createRedisStore, type PartitionStore } from '../src/distributed/index.js';
-import { createTokenEndpoint, testAuthority, type TokenEndpoint } from '../src/token-endpoint.js';
-import { recordingLogger, runFixture } from './helpers.js';
+import { createBlobCipher, createRedisStore, type PartitionStore } from '../src/distributed/index.js';
+import { createTokenEndpoint } from '../src/token-endpoint.js';
+import { recordingLogger, runFixture, webApp, webSignIn as signIn } from './helpers.js';
 
 const keys = { k1: randomBytes(32).toString('base64') };
 const cipher = createBlobCipher({ keys, currentKeyId: 'k1' });
-
-function webApp(store: PartitionStore, partitionKey: string, endpoint: TokenEndpoint, extra: object = {}) {
-  return new ConfidentialClientApplication({
-    auth: { clientId: 'web-app', authority: testAuthority, clientSecret: 'secret' },
-    cache: { cachePlugin: createPartitionedCachePlugin({ store, cipher, partitionKey, ...extra }) },
-    system: { networkClient: endpoint.networkClient },
-  });
-}
-const signIn = (app: ConfidentialClientApplication, user: string, scope = 'User.Read') =>
-  app.acquireTokenByCode({ code: user, scopes: [scope], redirectUri: 'http://localhost/redirect' });
 
 // Linux CI installs redis-server (.ci/run); elsewhere the suite needs it on PATH.
 describe('Redis store (real redis-server)', () => {
@@ -71,10 +60,10 @@ describe('Redis store (real redis-server)', () => {
 
   it('sliding TTL: reads keep a partition alive past its TTL; left alone it expires', async () => {
     const endpoint = createTokenEndpoint();
-    await signIn(webApp(store, 'user:sliding', endpoint, { ttlMs: 400 }), 'sliding');
+    await signIn(webApp(store, cipher, 'user:sliding', endpoint, { ttlMs: 400 }), 'sliding');
     for (let i = 0; i < 4; i++) {
       await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(await webApp(store, 'user:sliding', endpoint, { ttlMs: 400 }).getTokenCache().getAllAccounts()).toHaveLength(1);
+      expect(await webApp(store, cipher, 'user:sliding', endpoint, { ttlMs: 400 }).getTokenCache().getAllAccounts()).toHaveLength(1);
     }
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(await store.get('user:sliding')).toBeNull();
@@ -82,14 +71,14 @@ describe('Redis store (real redis-server)', () => {
 
   it('a Redis restart mid-run: clear STORE_FAILED while it is down, and it recovers by itself', async () => {
     const endpoint = createTokenEndpoint();
-    await signIn(webApp(store, 'user:restart', endpoint), 'before-restart');
+    await signIn(webApp(store, cipher, 'user:restart', endpoint), 'before-restart');
     await redis.kill();
-    const down = await signIn(webApp(store, 'user:restart', endpoint), 'while-down').catch((error: unknown) => error);
+    const down = await signIn(webApp(store, cipher, 'user:restart', endpoint), 'while-down').catch((error: unknown) => error);
     expect(down).toMatchObject({ code: 'STORE_FAILED', message: expect.stringContaining('Check that Redis is running') });
     await redis.start();
     let recovered = false;
     for (let i = 0; i < 100 && !recovered; i++) {
-      recovered = await signIn(webApp(store, 'user:restart', endpoint), 'after-restart').then(() => true, () => false);
+      recovered = await signIn(webApp(store, cipher, 'user:restart', endpoint), 'after-restart').then(() => true, () => false);
       if (!recovered) await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(recovered).toBe(true);
@@ -97,16 +86,16 @@ describe('Redis store (real redis-server)', () => {
 
   it('a tampered blob in Redis: DECRYPT_FAILED logged, the user signs in again', async () => {
     const endpoint = createTokenEndpoint();
-    await signIn(webApp(store, 'user:tampered', endpoint), 'tampered');
+    await signIn(webApp(store, cipher, 'user:tampered', endpoint), 'tampered');
     const stored = (await store.get('user:tampered'))!;
     const bytes = Buffer.from(stored.value);
     bytes[bytes.length - 3]! ^= 0xff;
     await client.hSet('msal-cache:user:tampered', 'd', bytes.toString('base64'));
     const log = recordingLogger();
-    const app = webApp(store, 'user:tampered', endpoint, { loggerOptions: log.loggerOptions });
+    const app = webApp(store, cipher, 'user:tampered', endpoint, { loggerOptions: log.loggerOptions });
     expect(await app.getTokenCache().getAllAccounts()).toEqual([]);
     expect(log.lines.some((l) => l.message.includes('DECRYPT_FAILED'))).toBe(true);
     await signIn(app, 'tampered');
-    expect(await webApp(store, 'user:tampered', endpoint).getTokenCache().getAllAccounts()).toHaveLength(1);
+    expect(await webApp(store, cipher, 'user:tampered', endpoint).getTokenCache().getAllAccounts()).toHaveLength(1);
   });
 });
