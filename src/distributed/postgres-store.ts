@@ -1,0 +1,86 @@
+// A PartitionStore in PostgreSQL. Takes the app's own `pg` Pool (or anything with query(text, values)):
+// this package never imports a database driver. One table, created by ensureSchema():
+//
+//   CREATE TABLE IF NOT EXISTS msal_token_cache (
+//     partition_key text PRIMARY KEY,
+//     version       text NOT NULL,
+//     data          bytea NOT NULL,       -- the (encrypted) cache blob
+//     expires_at    timestamptz           -- NULL: never; expired rows read as absent until cleanup()
+//   );
+//   CREATE INDEX IF NOT EXISTS msal_token_cache_expires_at ON msal_token_cache (expires_at);
+//
+// Compare-and-set is `UPDATE ... WHERE version = $expected` (or an INSERT that only replaces an expired row).
+import { KeychainCacheError } from '../errors.js';
+import { randomHex } from '../files.js';
+import type { PartitionStore } from './store.js';
+
+export interface SqlQueryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
+}
+
+export interface PostgresStoreOptions {
+  pool: SqlQueryable;
+  /** Table name (letters, digits, underscores). Default `'msal_token_cache'`. */
+  table?: string;
+}
+
+export interface PostgresStore extends PartitionStore {
+  /** Creates the table and its index if they are missing. Safe to call at every start. */
+  ensureSchema(): Promise<void>;
+  /** Deletes expired rows; returns how many. Call it from a periodic job. */
+  cleanup(): Promise<number>;
+}
+
+export function createPostgresStore(options: PostgresStoreOptions): PostgresStore {
+  if (typeof options?.pool?.query !== 'function') {
+    throw new KeychainCacheError('INVALID_OPTION', 'createPostgresStore needs { pool }: a pg Pool (or anything with query(text, values)).');
+  }
+  const table = options.table ?? 'msal_token_cache';
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) {
+    throw new KeychainCacheError('INVALID_OPTION', `table must be a plain SQL identifier (letters, digits, underscores); got '${table}'.`);
+  }
+  const { pool } = options;
+  const sql = async (action: string, text: string, values: unknown[] = []) => {
+    try {
+      return await pool.query(text, values);
+    } catch (error) {
+      throw new KeychainCacheError('STORE_FAILED', `PostgreSQL could not ${action} (${error instanceof Error ? error.message : String(error)}). ` +
+        'Check that the database is reachable and that ensureSchema() has run.', { cause: error });
+    }
+  };
+  const expiry = (ttlMs?: number) => (ttlMs && ttlMs > 0 ? new Date(Date.now() + ttlMs) : null);
+  const live = '(expires_at IS NULL OR expires_at > now())';
+
+  return {
+    async ensureSchema() {
+      await sql('create the cache table', `CREATE TABLE IF NOT EXISTS "${table}" (
+        partition_key text PRIMARY KEY, version text NOT NULL, data bytea NOT NULL, expires_at timestamptz)`);
+      await sql('create the expiry index', `CREATE INDEX IF NOT EXISTS "${table}_expires_at" ON "${table}" (expires_at)`);
+    },
+    async get(partitionKey) {
+      const { rows } = await sql('read a cache', `SELECT version, data FROM "${table}" WHERE partition_key = $1 AND ${live}`, [partitionKey]);
+      const row = rows[0];
+      return row ? { version: String(row.version), value: Buffer.from(row.data as Uint8Array) } : null;
+    },
+    async compareAndSet(partitionKey, value, expectedVersion, ttlMs) {
+      const version = randomHex(12);
+      const result = expectedVersion === null
+        ? await sql('write a cache', `INSERT INTO "${table}" AS t (partition_key, version, data, expires_at) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (partition_key) DO UPDATE SET version = EXCLUDED.version, data = EXCLUDED.data, expires_at = EXCLUDED.expires_at
+            WHERE t.expires_at IS NOT NULL AND t.expires_at <= now()`, [partitionKey, version, value, expiry(ttlMs)])
+        : await sql('write a cache', `UPDATE "${table}" SET version = $2, data = $3, expires_at = $4
+            WHERE partition_key = $1 AND version = $5 AND ${live}`, [partitionKey, version, value, expiry(ttlMs), expectedVersion]);
+      return result.rowCount === 1 ? version : null;
+    },
+    async delete(partitionKey) {
+      return (await sql('delete a cache', `DELETE FROM "${table}" WHERE partition_key = $1`, [partitionKey])).rowCount === 1;
+    },
+    async touch(partitionKey, ttlMs) {
+      await sql('renew a cache\'s expiry', `UPDATE "${table}" SET expires_at = $2 WHERE partition_key = $1 AND expires_at IS NOT NULL AND ${live}`,
+        [partitionKey, expiry(ttlMs)]);
+    },
+    async cleanup() {
+      return (await sql('delete expired caches', `DELETE FROM "${table}" WHERE expires_at IS NOT NULL AND expires_at <= now()`)).rowCount ?? 0;
+    },
+  };
+}
