@@ -1,21 +1,11 @@
 // A throwaway redis-server for tests: its own free port on 127.0.0.1, its own temp dir, no persistence.
-// `restart()` stops and starts it on the same port (a Redis restart mid-run).
+// `kill()` then `start()` restarts it on the same port (a Redis restart mid-run).
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './free-port.mjs';
 
 function answers(port) {
   return new Promise((resolve) => {
