@@ -1,6 +1,7 @@
 // The PostgreSQL store against a real postgres that this test file starts and stops (scripts/postgres-server.mjs).
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storeFromEnv } from '../examples/web-app/server.mjs';
 import { startPostgres } from '../scripts/postgres-server.mjs';
 import { createPostgresStore, type PostgresStore } from '../src/distributed/index.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
@@ -47,5 +48,12 @@ describe('PostgreSQL store (real postgres)', () => {
 
   it('refuses a table name that is not a plain identifier', () => {
     expect(() => createPostgresStore({ pool, table: 'x; drop table y' })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+  });
+
+  it('the example web app picks this store from MSAL_CACHE_STORE=postgres', async () => {
+    const { store: chosen, close } = await storeFromEnv({ MSAL_CACHE_STORE: 'postgres', DATABASE_URL: server.connectionString });
+    const version = await chosen.compareAndSet('example-env', Buffer.from('x'), null);
+    expect(await store.get('example-env')).toEqual({ version, value: Buffer.from('x') });
+    await close();
   });
 });

@@ -1,6 +1,7 @@
 // The Redis store against a real redis-server that this test file starts and stops (scripts/redis-server.mjs).
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storeFromEnv } from '../examples/web-app/server.mjs';
 import { startRedis } from '../scripts/redis-server.mjs';
 import { createRedisStore, type PartitionStore } from '../src/distributed/index.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
@@ -58,5 +59,12 @@ describe('Redis store (real redis-server)', () => {
       if (!recovered) await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(recovered).toBe(true);
+  });
+
+  it('the example web app picks this store from MSAL_CACHE_STORE=redis', async () => {
+    const { store: chosen, close } = await storeFromEnv({ MSAL_CACHE_STORE: 'redis', REDIS_URL: redis.url });
+    const version = await chosen.compareAndSet('example-env', Buffer.from('x'), null);
+    expect(await store.get('example-env')).toEqual({ version, value: Buffer.from('x') });
+    await close();
   });
 });

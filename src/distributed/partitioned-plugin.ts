@@ -12,8 +12,12 @@ import type { PartitionStore } from './store.js';
 
 export interface PartitionedCachePluginOptions {
   store: PartitionStore;
-  /** Whose cache this is: see `partitionKeys`. One plugin (and one msal client) per request. */
-  partitionKey: string;
+  /**
+   * Whose cache this is: see `partitionKeys`. One plugin (and one msal client) per request. Leave it out on
+   * the sign-in redirect, where the user is not known yet: the partition is then taken from the account the
+   * sign-in wrote (`partitionKeys.forAccount`), as msal-node's IPartitionManager.extractKey would.
+   */
+  partitionKey?: string;
   /** AES-256-GCM per blob (createBlobCipher). Required unless allowPlaintext is true. */
   cipher?: BlobCipher;
   /** Store blobs unencrypted (only where the store itself is encrypted and private). Default false. */
@@ -68,13 +72,15 @@ export function mergeCaches(base: string, ours: string, latest: string): string 
   return JSON.stringify(result);
 }
 
-export function createPartitionedCachePlugin(options: PartitionedCachePluginOptions): ICachePlugin & { readonly partitionKey: string } {
-  const { store, partitionKey, cipher, ttlMs } = options;
+export function createPartitionedCachePlugin(options: PartitionedCachePluginOptions): ICachePlugin & { readonly partitionKey: string | undefined } {
+  const { store, cipher, ttlMs } = options;
+  let partitionKey = options.partitionKey;
   if (!store || typeof store.get !== 'function' || typeof store.compareAndSet !== 'function') {
     throw new KeychainCacheError('INVALID_OPTION', 'store must be a PartitionStore (createFileStore, createRedisStore, createPostgresStore).');
   }
-  if (typeof partitionKey !== 'string' || partitionKey === '') {
-    throw new KeychainCacheError('INVALID_OPTION', 'partitionKey is required: partitionKeys.forAccount(account) for a user, forApp(...) for app tokens.');
+  if (partitionKey !== undefined && (typeof partitionKey !== 'string' || partitionKey === '')) {
+    throw new KeychainCacheError('INVALID_OPTION', 'partitionKey must be a non-empty string: partitionKeys.forAccount(account) for a user, ' +
+      'forApp(...) for app tokens; or leave it out on the sign-in redirect.');
   }
   if (!cipher && options.allowPlaintext !== true) {
     throw new KeychainCacheError('PLAINTEXT_NOT_ALLOWED', 'Token caches would be stored unencrypted: pass cipher: createBlobCipher({ keys, currentKeyId }), ' +
@@ -82,7 +88,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
   }
   const logger = createLogger(options.loggerOptions);
   const maxAttempts = options.maxAttempts ?? 20;
-  const seal = (text: string) => (cipher ? cipher.seal(text, partitionKey) : Buffer.from(text, 'utf8'));
+  const seal = (text: string, key: string) => (cipher ? cipher.seal(text, key) : Buffer.from(text, 'utf8'));
 
   // What this plugin read last: the text MSAL was given, the version to compare against, and whether the
   // blob was sealed with an old key (then it is rewritten on the next access).
@@ -90,14 +96,14 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
   let version: string | null = null;
   let stale = false;
 
-  const load = async (): Promise<void> => {
-    const stored = await store.get(partitionKey);
+  const load = async (key: string): Promise<void> => {
+    const stored = await store.get(key);
     version = stored?.version ?? null;
     stale = false;
     baseText = '{}';
     if (!stored) return;
     try {
-      const opened = cipher ? cipher.open(stored.value, partitionKey) : { text: stored.value.toString('utf8'), stale: false };
+      const opened = cipher ? cipher.open(stored.value, key) : { text: stored.value.toString('utf8'), stale: false };
       if (parseCache(opened.text) === undefined) {
         logger.warning(`The cache of one partition is not a JSON object (${opened.text.length} characters); it starts empty and is replaced on the next write.`);
         stale = true;
@@ -114,18 +120,38 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
   };
 
   return {
-    partitionKey,
+    get partitionKey() { return partitionKey; },
     async beforeCacheAccess(context: TokenCacheContext) {
-      await load();
-      // Sliding expiry: a partition in use does not expire between writes.
-      if (ttlMs && version !== null) await store.touch?.(partitionKey, ttlMs);
+      if (partitionKey === undefined) {
+        // Sign-in redirect: nobody's partition yet; the write below finds it.
+        baseText = '{}';
+        version = null;
+        stale = false;
+      } else {
+        await load(partitionKey);
+        // Sliding expiry: a partition in use does not expire between writes.
+        if (ttlMs && version !== null) await store.touch?.(partitionKey, ttlMs);
+      }
       context.tokenCache.deserialize(baseText);
     },
     async afterCacheAccess(context: TokenCacheContext) {
       if (!context.cacheHasChanged && !stale) return;
       let ours = context.tokenCache.serialize();
+      if (partitionKey === undefined) {
+        const homeAccountId = Object.values(parseCache(ours)?.Account ?? {})
+          .map((entity) => (entity as { home_account_id?: unknown }).home_account_id).find((id) => typeof id === 'string') as string | undefined;
+        if (homeAccountId === undefined) {
+          throw new KeychainCacheError('INVALID_OPTION', 'No partitionKey was given and the cache holds no account to take it from ' +
+            '(app-only tokens need partitionKeys.forApp(clientId, tenantId)).');
+        }
+        partitionKey = partitionKeys.forAccount(homeAccountId);
+        const empty = baseText;
+        await load(partitionKey);
+        ours = mergeCaches(empty, ours, baseText);
+      }
+      const key = partitionKey;
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-        const written = await store.compareAndSet(partitionKey, seal(ours), version, ttlMs);
+        const written = await store.compareAndSet(key, seal(ours, key), version, ttlMs);
         if (written !== null) {
           version = written;
           baseText = ours;
@@ -136,7 +162,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
         // Another instance wrote in between: merge our changes into theirs and try again.
         const mine = ours;
         const base = baseText;
-        await load();
+        await load(key);
         ours = mergeCaches(base, mine, baseText);
         logger.verbose(`Cache write conflict in one partition (attempt ${attempt}); merged and retrying.`);
       }
