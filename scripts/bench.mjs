@@ -16,7 +16,7 @@ import { startPrivateKeyring } from './private-keyring.mjs';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const argv = process.argv.slice(2);
-const sections = ['hot', 'write', 'contention', 'stale', 'cold', 'import', 'install'];
+const sections = ['hot', 'write', 'contention', 'stale', 'cold', 'import', 'install', 'distributed'];
 const usage = `usage: npm run bench [-- --quick] [--json] [--skip-install] [--only ${sections.join(',')}]`;
 let only = sections;
 for (let i = 0; i < argv.length; i++) {
@@ -34,9 +34,9 @@ const quick = argv.includes('--quick');
 const asJson = argv.includes('--json');
 const settings = quick
   ? { accountCounts: [1, 100, 1000], hotIterations: { 1: 300, 100: 150, 1000: 25 }, writeIterations: { 1: 8, 100: 8, 1000: 3 },
-    processes: [2, 4, 8], usersPerProcess: 6, burstUsersPerProcess: 3, staleCapMs: 5_000, coldRuns: 3, importRuns: 5 }
+    processes: [2, 4, 8], usersPerProcess: 6, burstUsersPerProcess: 3, staleCapMs: 5_000, coldRuns: 3, importRuns: 5, webUsers: 50, webRequests: 150 }
   : { accountCounts: [1, 100, 1000], hotIterations: { 1: 2000, 100: 800, 1000: 100 }, writeIterations: { 1: 30, 100: 30, 1000: 8 },
-    processes: [2, 4, 8], usersPerProcess: 20, burstUsersPerProcess: 3, staleCapMs: 70_000, coldRuns: 5, importRuns: 10 };
+    processes: [2, 4, 8], usersPerProcess: 20, burstUsersPerProcess: 3, staleCapMs: 70_000, coldRuns: 5, importRuns: 10, webUsers: 100, webRequests: 600 };
 const scopes = ['User.Read'];
 const log = (line) => { if (!asJson) process.stderr.write(`${line}\n`); };
 
@@ -309,6 +309,91 @@ async function footprint() {
   return { ours: { ...ours, ownBytes, tarballBytes: (await stat(tarball)).size }, theirs: { ...theirs, ownBytes: theirOwn } };
 }
 
+/**
+ * Per-request cache overhead of a web app: for a random one of N signed-in users, a new confidential
+ * client bound to that user's partition, then acquireTokenSilent. msal-node's DistributedCachePlugin with a
+ * plain client (get/set of the JSON, no encryption, no concurrency control) against ours (AES-256-GCM,
+ * compare-and-set), on the same kind of store: memory, and a real redis-server.
+ */
+async function distributedOverhead() {
+  const msal = await import('@azure/msal-node');
+  const dist = await import('../dist/esm/distributed/index.js');
+  const { createClient } = await import('redis');
+  const { startRedis } = await import('./redis-server.mjs');
+  const redisServer = await startRedis();
+  const redis = await createClient({ url: redisServer.url }).connect();
+  const cipher = dist.createBlobCipher({ keys: { k: Buffer.alloc(32, 7) }, currentKeyId: 'k' });
+  const endpoint = createTokenEndpoint();
+  const users = Array.from({ length: settings.webUsers }, (_, i) => `web-${i}`);
+  const homeIds = new Map();
+
+  const memoryStore = () => {
+    const map = new Map();
+    let counter = 0;
+    return {
+      async get(key) { return map.get(key) ?? null; },
+      async compareAndSet(key, value, expected) {
+        if ((map.get(key)?.version ?? null) !== expected) return null;
+        const version = String(++counter);
+        map.set(key, { value, version });
+        return version;
+      },
+      async delete(key) { return map.delete(key); },
+    };
+  };
+  const memoryClient = () => {
+    const map = new Map();
+    return { get: async (key) => map.get(key) ?? '', set: async (key, value) => { map.set(key, value); return value; } };
+  };
+  const redisClient = { get: async (key) => (await redis.get(`theirs:${key}`)) ?? '', set: async (key, value) => { await redis.set(`theirs:${key}`, value); return value; } };
+
+  // One row per setup: how to build a request's cache plugin for a partition.
+  const setups = [
+    { id: 'theirs-memory', label: "msal-node DistributedCachePlugin, memory client", theirs: memoryClient() },
+    { id: 'ours-memory', label: 'ours: partitioned plugin, memory store, AES-GCM', store: memoryStore() },
+    { id: 'theirs-redis', label: "msal-node DistributedCachePlugin, Redis (plain GET/SET)", theirs: redisClient },
+    { id: 'ours-redis', label: 'ours: partitioned plugin, Redis store, AES-GCM', store: dist.createRedisStore({ client: redis }) },
+  ];
+  const pluginFor = (setup, partitionKey) => (setup.store
+    ? dist.createPartitionedCachePlugin({ store: setup.store, cipher, partitionKey })
+    : new msal.DistributedCachePlugin(setup.theirs, { getKey: async () => partitionKey, extractKey: async (account) => account.homeAccountId }));
+  const app = (setup, partitionKey) => new msal.ConfidentialClientApplication({
+    auth: { clientId: 'bench-web', authority: testAuthority, clientSecret: 'secret' },
+    cache: { cachePlugin: pluginFor(setup, partitionKey) },
+    system: { networkClient: endpoint.networkClient },
+  });
+  const keyFor = (setup, user) => (setup.store ? `user:${user}` : homeIds.get(user));
+  try {
+    for (const setup of setups) {
+      for (const user of users) {
+        // Sign-in: theirs files it under extractKey (homeAccountId), ours under the key we give.
+        const result = await app(setup, setup.store ? `user:${user}` : 'unknown').acquireTokenByCode({ code: user, scopes, redirectUri: 'http://localhost/redirect' });
+        homeIds.set(user, result.account.homeAccountId);
+      }
+    }
+    endpoint.refuse = true;
+    const samples = new Map(setups.map((setup) => [setup.id, []]));
+    const batch = 20;
+    for (let done = 0; done < settings.webRequests; done += batch) {
+      for (const setup of setups) {
+        for (let i = done; i < done + batch; i++) {
+          const user = users[(i * 7919) % users.length];
+          const started = performance.now();
+          const client = app(setup, keyFor(setup, user));
+          const account = await client.getTokenCache().getAccountByHomeId(homeIds.get(user));
+          await client.acquireTokenSilent({ account, scopes });
+          samples.get(setup.id).push((performance.now() - started) * 1000);
+        }
+      }
+    }
+    return setups.map((setup) => ({ id: setup.id, label: setup.label, ...summarize(samples.get(setup.id)), unit: 'us' }));
+  } finally {
+    endpoint.refuse = false;
+    await redis.quit();
+    await redisServer.stop();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 const work = await mkdtemp(join(tmpdir(), 'mkc-bench-'));
 const keyring = await startPrivateKeyring();
@@ -318,11 +403,11 @@ const wallStarted = performance.now();
 const report = {
   date: startedAt.toISOString(),
   machine: { cpus: availableParallelism(), cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}` },
-  command: `npm run bench${quick ? ' -- --quick' : ''}`,
+  command: `npm run bench${argv.filter((a) => a !== '--json').length ? ` -- ${argv.filter((a) => a !== '--json').join(' ')}` : ''}`,
   versions: {
     msalNode: (await import('@azure/msal-node/package.json', { with: { type: 'json' } }).catch(() => ({ default: {} }))).default.version,
   },
-  hotRead: [], write: [], contention: [], staleLock: [], coldStart: [], importTime: {}, footprint: undefined, targets: [],
+  hotRead: [], write: [], contention: [], staleLock: [], coldStart: [], importTime: {}, footprint: undefined, distributed: [], targets: [],
 };
 
 try {
@@ -376,6 +461,10 @@ try {
       msalNode: await importTime('@azure/msal-node'),
     };
     log(`import    ours ${report.importTime.ours.importMs.toFixed(2)} ms, msal-node-extensions ${report.importTime.theirs.importMs.toFixed(2)} ms`);
+  }
+  if (runs('distributed')) {
+    report.distributed = await distributedOverhead();
+    for (const row of report.distributed) log(`web request  ${row.label.padEnd(52)} p50 ${row.p50.toFixed(0)} us`);
   }
   if (runs('install')) {
     try {
@@ -484,6 +573,14 @@ function formatTables(r) {
         ['@azure/msal-node-extensions@5', mb(r.footprint.theirs.totalBytes), r.footprint.theirs.packages, mb(r.footprint.theirs.ownBytes), r.footprint.theirs.largest.map((p) => `${p.name} ${mb(p.bytes)}`).join(', ')]]);
   } else if (r.footprint?.error) {
     lines.push('', `Install footprint: not measured (${r.footprint.error})`);
+  }
+  if (r.distributed.length) {
+    table(`Web app request: new confidential client for one of ${settings.webUsers} users + acquireTokenSilent (microseconds)`,
+      ['implementation', 'p50', 'p95', 'p99', 'p50 vs msal-node DistributedCachePlugin, same store'],
+      r.distributed.map((x) => {
+        const theirs = x.id.startsWith('ours') ? r.distributed.find((y) => y.id === x.id.replace('ours', 'theirs')) : undefined;
+        return [x.label, x.p50.toFixed(0), x.p95.toFixed(0), x.p99.toFixed(0), theirs ? `${(x.p50 / theirs.p50).toFixed(2)}x` : ''];
+      }));
   }
   table('Targets', ['target', 'measured', 'met'], r.targets.map((t) => [t.target, t.value, t.met ? 'yes' : '**NO**']));
   return `${lines.join('\n')}\n`;

@@ -12,7 +12,7 @@ describe.runIf(isLinux)('benchmark script', () => {
       { encoding: 'utf8', timeout: 120_000 });
     const report = JSON.parse(stdout);
     expect(report.machine).toMatchObject({ cpus: expect.any(Number), node: process.version });
-    expect(report.command).toBe('npm run bench -- --quick');
+    expect(report.command).toBe('npm run bench -- --quick --only import');
     expect(report.importTime.ours).toMatchObject({ importMs: expect.any(Number), nativeLoaded: [] });
     expect(report.importTime.theirs.nativeLoaded).toContain('keytar.node');
     expect(report.targets.map((t: { target: string }) => t.target)).toEqual(['import < 5 ms, no native module']);

@@ -96,26 +96,44 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
   let version: string | null = null;
   let stale = false;
 
+  // The blob this plugin last decrypted, by partition and version: a request touches the cache several
+  // times (accounts, then the token), and an unchanged version needs no second decryption.
+  let opened: { key: string; version: string; text: string; stale: boolean } | undefined;
+
   const load = async (key: string): Promise<void> => {
     const stored = await store.get(key);
+    if (stored && opened && opened.key === key && opened.version === stored.version) {
+      ({ version, text: baseText, stale } = opened);
+      return;
+    }
     version = stored?.version ?? null;
     stale = false;
     baseText = '{}';
     if (!stored) return;
     try {
-      const opened = cipher ? cipher.open(stored.value, key) : { text: stored.value.toString('utf8'), stale: false };
-      if (parseCache(opened.text) === undefined) {
-        logger.warning(`The cache of one partition is not a JSON object (${opened.text.length} characters); it starts empty and is replaced on the next write.`);
-        stale = true;
-        return;
-      }
-      baseText = opened.text;
-      stale = opened.stale;
+      const blob = cipher ? cipher.open(stored.value, key) : { text: stored.value.toString('utf8'), stale: false };
+      // Checked by MSAL's own parse in apply(): one parse per request, not two.
+      baseText = blob.text;
+      stale = blob.stale;
+      opened = { key, version: stored.version, text: blob.text, stale: blob.stale };
     } catch (error) {
       if (!isKeychainCacheError(error, 'DECRYPT_FAILED')) throw error;
       // Tampered, damaged, or a key that is gone: like corruption, the user signs in again; no crash.
       logger.warning(`DECRYPT_FAILED: ${error.message}`);
       stale = true;
+    }
+  };
+
+  /** Hands MSAL the loaded cache; a blob that decrypted but is not a cache MSAL can read starts empty. */
+  const apply = (context: TokenCacheContext): void => {
+    try {
+      context.tokenCache.deserialize(baseText);
+    } catch (error) {
+      logger.warning(`The cache of one partition could not be read by MSAL (${error instanceof Error ? error.name : 'error'}, ` +
+        `${baseText.length} characters); it starts empty and is replaced on the next write.`);
+      baseText = '{}';
+      stale = true;
+      context.tokenCache.deserialize(baseText);
     }
   };
 
@@ -132,7 +150,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
         // Sliding expiry: a partition in use does not expire between writes.
         if (ttlMs && version !== null) await store.touch?.(partitionKey, ttlMs);
       }
-      context.tokenCache.deserialize(baseText);
+      apply(context);
     },
     async afterCacheAccess(context: TokenCacheContext) {
       if (!context.cacheHasChanged && !stale) return;
