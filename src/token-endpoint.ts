@@ -52,7 +52,6 @@ export function createTokenEndpoint(options: {
   deviceCodeUser?: string;
 } = {}): TokenEndpoint {
   const lifetime = options.tokenLifetimeSeconds ?? 3600;
-  const refreshOwners = new Map<string, string>();
   // device_code -> { userCode, the user who approved it (undefined while pending) }
   const deviceCodes = new Map<string, { userCode: string; user: string | undefined }>();
   const endpoint: TokenEndpoint = {
@@ -117,7 +116,10 @@ export function createTokenEndpoint(options: {
         if (grant === 'authorization_code') {
           name = form.get('code') ?? undefined;
         } else if (grant === 'refresh_token') {
-          name = refreshOwners.get(form.get('refresh_token') ?? '');
+          // Refresh tokens name their user (rt.<user>.<random>), so that any process's endpoint can redeem
+          // them, as the real service would for tokens issued to another instance of the same app.
+          const [prefix, owner] = (form.get('refresh_token') ?? '').split('.');
+          name = prefix === 'rt' && owner ? Buffer.from(owner, 'base64url').toString('utf8') : undefined;
           if (!name) return json<T>({ error: 'invalid_grant', error_description: 'AADSTS70008: unknown refresh token.' }, 400);
         } else if (deviceCodeGrants.includes(grant)) {
           const entry = deviceCodes.get(form.get('device_code') ?? '');
@@ -146,8 +148,7 @@ export function createTokenEndpoint(options: {
           })),
           '',
         ].join('.');
-        const refreshToken = `rt.${randomBytes(24).toString('base64url')}`;
-        refreshOwners.set(refreshToken, name);
+        const refreshToken = `rt.${base64Url(name)}.${randomBytes(24).toString('base64url')}`;
         endpoint.issued.push({ accessToken, refreshToken, idToken });
         return json<T>({
           token_type: 'Bearer', scope, expires_in: lifetime, ext_expires_in: lifetime,

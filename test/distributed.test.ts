@@ -1,11 +1,15 @@
 // Confidential-client caches: one encrypted blob per partition, compare-and-set writes that merge on
 // conflict. Embedded file store; real msal-node ConfidentialClientApplication; real processes.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createBlobCipher, createFileStore, createPartitionedCachePlugin, mergeCaches, partitionKeys } from '../src/distributed/index.js';
+import { createBlobCipher, createFileStore, createPartitionedCachePlugin, keyFromPersistence, mergeCaches, partitionKeys } from '../src/distributed/index.js';
+import { createPersistence } from '../src/index.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
-import { recordingLogger, tempDir, webApp, webSignIn as signIn } from './helpers.js';
+import { forChild, isLinux, recordingLogger, repoRoot, storeOptions, tempDir, webApp, webSignIn as signIn } from './helpers.js';
 import { storeContract } from './store-contract.js';
 
 const k1 = randomBytes(32);
@@ -130,5 +134,30 @@ describe('partitioned cache plugin over the embedded file store', () => {
     const ours = JSON.stringify({ AccessToken: { a: { t: 2 }, mine: { t: 1 } } });
     const latest = JSON.stringify({ AccessToken: { a: { t: 1 }, gone: { t: 0 }, theirs: { t: 1 } } });
     expect(JSON.parse(mergeCaches(base, ours, latest))).toEqual({ AccessToken: { a: { t: 2 }, mine: { t: 1 }, theirs: { t: 1 } } });
+  });
+});
+
+describe('a blob key kept in the OS secret store', () => {
+  it.runIf(isLinux)('is created once in the private Secret Service, then the same key comes back to every process', async () => {
+    const options = await storeOptions('libsecret');
+    const first = await keyFromPersistence(await createPersistence(options));
+    expect(first).toHaveLength(32);
+    expect(await keyFromPersistence(await createPersistence(options))).toEqual(first);
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', `
+      const { createPersistence } = await import(${JSON.stringify(join(repoRoot, 'dist', 'esm', 'index.js'))});
+      const { keyFromPersistence } = await import(${JSON.stringify(join(repoRoot, 'dist', 'esm', 'distributed', 'index.js'))});
+      const key = await keyFromPersistence(await createPersistence(${JSON.stringify(forChild(options))}));
+      console.log(key.toString('base64'));`], { encoding: 'utf8' });
+    expect(stdout.trim()).toBe(first.toString('base64'));
+    const cipher = createBlobCipher({ keys: { os: first }, currentKeyId: 'os' });
+    expect(cipher.open(cipher.seal('{}', 'p'), 'p').text).toBe('{}');
+  });
+
+  it('is never replaced silently: an unreadable stored key is CACHE_CORRUPT', async () => {
+    const options = await storeOptions('plaintext-file');
+    const persistence = await createPersistence(options);
+    await persistence.save('{"aes256Key":"c2hvcnQ="}');
+    await expect(keyFromPersistence(persistence)).rejects.toMatchObject({ code: 'CACHE_CORRUPT' });
+    expect(await persistence.load()).toBe('{"aes256Key":"c2hvcnQ="}');
   });
 });

@@ -32,21 +32,25 @@ export function storeContract(subject: () => StoreSubject, prefix: string): void
     expect(await store.delete(key)).toBe(false);
   });
 
-  it('two app instances (processes) sign in the same 100 users at once with different scopes: no token lost', async () => {
+  it('two app instances (processes) refresh the same 100 users at once (new scopes by refresh token): no token lost', async () => {
     const { store, workerArgs } = subject();
     const users = Array.from({ length: 100 }, (_, i) => `${prefix}-${i}`);
+    const endpoint = createTokenEndpoint();
+    for (const user of users) await webSignIn(webApp(store, storeCipher, `user:${user}`, endpoint), user);
     const runs = await Promise.all(['A.Read', 'B.Read'].map((scope) =>
-      runFixture('distributed-worker', { ...workerArgs, users, scope, keys: storeKeys, currentKeyId: 'k1' })));
+      runFixture('distributed-worker', { ...workerArgs, mode: 'refresh', users, scope, keys: storeKeys, currentKeyId: 'k1' })));
     for (const run of runs) {
       expect(run.code).toBe(0);
-      expect(JSON.parse(run.stdout.split('RESULT ')[1]!).failures).toEqual([]);
+      const result = JSON.parse(run.stdout.split('RESULT ')[1]!) as { failures: string[]; requests: Record<string, number> };
+      expect(result.failures).toEqual([]);
+      expect(result.requests.refresh_token).toBe(100); // every token came from a refresh, none from a sign-in
     }
     const lost: string[] = [];
     for (const user of users) {
       const blob = await store.get(`user:${user}`);
       const cache = JSON.parse(storeCipher.open(blob!.value, `user:${user}`).text) as { AccessToken: Record<string, { target: string }> };
       const targets = Object.values(cache.AccessToken).map((t) => t.target.toLowerCase()).join(' ');
-      if (!targets.includes('a.read') || !targets.includes('b.read')) lost.push(`${user}: ${targets}`);
+      if (!['user.read', 'a.read', 'b.read'].every((scope) => targets.includes(scope))) lost.push(`${user}: ${targets}`);
     }
     expect(lost).toEqual([]);
   });
