@@ -80,7 +80,7 @@ describe('examples/electron (safeStorage in the main process)', () => {
       username: 'electron-user@example.test',
       tokenFromCache: true,
       afterSignOut: null,
-      changes: [['electron-user@example.test']],
+      changes: [{ added: ['electron-user@example.test'], removed: [] }, { added: [], removed: ['electron-user@example.test'] }],
     });
     const cache = join(userData, 'msal-cache.bin');
     expect((await stat(cache)).mode & 0o777).toBe(0o600);

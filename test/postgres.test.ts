@@ -16,6 +16,9 @@ describe('PostgreSQL store (real postgres)', () => {
   beforeAll(async () => {
     server = await startPostgres();
     pool = new pg.Pool({ connectionString: server.connectionString, max: 5 });
+    // Idle connections are told "terminating connection" when the server stops at the end; pg emits that
+    // on the pool, and an unhandled pool error would crash the process (pg's own advice: always listen).
+    pool.on('error', () => undefined);
     store = createPostgresStore({ pool });
     await store.ensureSchema();
     await store.ensureSchema(); // idempotent

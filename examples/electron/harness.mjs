@@ -29,12 +29,14 @@ const options = { app, safeStorage: standIn.safeStorage, openBrowser: browser, c
 
 const first = await createAuth(options);
 const changes = [];
-first.onAccountsChanged((change) => changes.push(change.added.map((a) => a.username)));
+first.onAccountsChanged((change) => changes.push({ added: change.added.map((a) => a.username), removed: change.removed.map((a) => a.username) }));
 const account = await first.signIn();
 endpoint.refuse = true; // from here on only the cache can answer
 const second = await createAuth(options); // as after a restart of the app
 const token = await second.getToken();
 await second.signOut();
+// `first` is still subscribed: it hears the sign-out too (through its watch on the cache file).
+for (let i = 0; i < 200 && changes.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
 const afterSignOut = await (await createAuth(options)).account();
 console.log(JSON.stringify({ storage: first.storage, username: account?.username, tokenFromCache: typeof token === 'string' && token.startsWith('at.'),
   afterSignOut: afterSignOut ?? null, changes }));

@@ -23,6 +23,8 @@ export async function storeFromEnv(env) {
     case 'postgres': {
       const { default: pg } = await import('pg');
       const pool = new pg.Pool({ connectionString: env.DATABASE_URL });
+      // pg emits errors of idle connections (a database restart) on the pool; unheard, they end the process.
+      pool.on('error', (error) => console.error(`PostgreSQL connection lost: ${error.message}`));
       const store = createPostgresStore({ pool });
       await store.ensureSchema();
       return { store, close: () => pool.end() };
