@@ -2,6 +2,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import { selectPersistence } from './create-persistence.js';
+import { accountsIn, type CachedAccount } from './cache-json.js';
 import { isKeychainCacheError, KeychainCacheError } from './errors.js';
 import { acquireFileLock, type LockOptions, type ReleaseLock } from './file-lock.js';
 import { createLogger, type Logger, type LoggerOptions } from './logger.js';
@@ -13,16 +14,6 @@ const emptyCache = '{}';
 interface HeldWrite {
   releaseFile: ReleaseLock;
   releaseLocal: () => void;
-}
-
-/** An account as the stored cache describes it (the fields of MSAL's serialized account entity). */
-export interface CachedAccount {
-  homeAccountId: string;
-  localAccountId: string;
-  environment: string;
-  tenantId: string;
-  username: string;
-  name?: string;
 }
 
 /** What changed in the stored cache's accounts, and whether this process or another one changed it. */
@@ -288,32 +279,6 @@ export class KeychainCachePlugin implements ICachePlugin {
       held.releaseLocal();
     }
   }
-}
-
-/** The accounts in a serialized MSAL cache, keyed by home account id and environment; undefined when unreadable. */
-function accountsIn(text: string): Map<string, CachedAccount> | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const section = (parsed as { Account?: Record<string, Record<string, unknown>> } | null)?.Account;
-  const accounts = new Map<string, CachedAccount>();
-  if (typeof section !== 'object' || section === null) return accounts;
-  for (const entity of Object.values(section)) {
-    if (typeof entity?.home_account_id !== 'string') continue;
-    const account: CachedAccount = {
-      homeAccountId: entity.home_account_id,
-      localAccountId: String(entity.local_account_id ?? ''),
-      environment: String(entity.environment ?? ''),
-      tenantId: String(entity.realm ?? ''),
-      username: String(entity.username ?? ''),
-      ...(typeof entity.name === 'string' ? { name: entity.name } : {}),
-    };
-    accounts.set(`${account.homeAccountId}|${account.environment}|${account.tenantId}`, account);
-  }
-  return accounts;
 }
 
 /**

@@ -1,4 +1,5 @@
-export { createCachePlugin, KeychainCachePlugin, type CacheChange, type CacheChangeListener, type CachedAccount } from './cache-plugin.js';
+export { createCachePlugin, KeychainCachePlugin, type CacheChange, type CacheChangeListener } from './cache-plugin.js';
+export type { CachedAccount } from './cache-json.js';
 export { createPersistence, type BackendAttempt } from './create-persistence.js';
 export { KeychainCacheError, isKeychainCacheError, errorCodes, type ErrorCode } from './errors.js';
 export type { LockOptions } from './file-lock.js';

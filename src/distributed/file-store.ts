@@ -46,31 +46,27 @@ export async function createFileStore(options: FileStoreOptions): Promise<Partit
     return { value: parsed.value, version: parsed.version };
   };
 
+  /** Runs `change` on one partition's file while holding that partition's lockfile. */
+  const underLock = async <T>(path: string, change: (path: string) => Promise<T>): Promise<T> => {
+    const release = await acquireFileLock(`${path}.lockfile`, { timeoutMs: 10_000 });
+    try {
+      return await change(path);
+    } finally {
+      await release();
+    }
+  };
+
   return {
     pathFor,
     get: (partitionKey) => read(pathFor(partitionKey)),
-    async compareAndSet(partitionKey, value, expectedVersion, ttlMs) {
-      const path = pathFor(partitionKey);
-      const release = await acquireFileLock(`${path}.lockfile`, { timeoutMs: 10_000 });
-      try {
-        const current = await read(path);
-        if ((current?.version ?? null) !== expectedVersion) return null;
-        const version = randomHex(12);
-        const header = Buffer.from(`${JSON.stringify({ v: version, exp: ttlMs ? Date.now() + ttlMs : 0 })}\n`, 'utf8');
-        await writeFileAtomic(path, Buffer.concat([header, value]), { platform });
-        return version;
-      } finally {
-        await release();
-      }
-    },
-    async delete(partitionKey) {
-      const path = pathFor(partitionKey);
-      const release = await acquireFileLock(`${path}.lockfile`, { timeoutMs: 10_000 });
-      try {
-        return await unlinkWithRetry(path, platform);
-      } finally {
-        await release();
-      }
-    },
+    compareAndSet: (partitionKey, value, expectedVersion, ttlMs) => underLock(pathFor(partitionKey), async (path) => {
+      const current = await read(path);
+      if ((current?.version ?? null) !== expectedVersion) return null;
+      const version = randomHex(12);
+      const header = Buffer.from(`${JSON.stringify({ v: version, exp: ttlMs ? Date.now() + ttlMs : 0 })}\n`, 'utf8');
+      await writeFileAtomic(path, Buffer.concat([header, value]), { platform });
+      return version;
+    }),
+    delete: (partitionKey) => underLock(pathFor(partitionKey), (path) => unlinkWithRetry(path, platform)),
   };
 }

@@ -5,6 +5,7 @@
 // the latest blob is reloaded, the two versions are merged entity by entity, and the write is retried.
 import { createHash } from 'node:crypto';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
+import { accountsIn, parseCacheJson } from '../cache-json.js';
 import { isKeychainCacheError, KeychainCacheError } from '../errors.js';
 import { createLogger, type LoggerOptions } from '../logger.js';
 import type { BlobCipher } from './blob-cipher.js';
@@ -39,26 +40,15 @@ export const partitionKeys = {
   forOnBehalfOf: (assertion: string) => `obo:${createHash('sha256').update(assertion).digest('hex')}`,
 };
 
-type CacheJson = Record<string, Record<string, unknown>>;
-
-function parseCache(text: string): CacheJson | undefined {
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed as CacheJson : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Three-way merge of serialized caches, entity by entity: start from `latest` (what another instance
  * stored), apply what this instance changed since `base` (added or updated entities win, entities it
  * removed are removed). Both instances' new tokens survive.
  */
 export function mergeCaches(base: string, ours: string, latest: string): string {
-  const baseJson = parseCache(base) ?? {};
-  const oursJson = parseCache(ours) ?? {};
-  const result = parseCache(latest) ?? {};
+  const baseJson = parseCacheJson(base) ?? {};
+  const oursJson = parseCacheJson(ours) ?? {};
+  const result = parseCacheJson(latest) ?? {};
   for (const section of new Set([...Object.keys(baseJson), ...Object.keys(oursJson)])) {
     const before = baseJson[section] ?? {};
     const after = oursJson[section] ?? {};
@@ -156,8 +146,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       if (!context.cacheHasChanged && !stale) return;
       let ours = context.tokenCache.serialize();
       if (partitionKey === undefined) {
-        const homeAccountId = Object.values(parseCache(ours)?.Account ?? {})
-          .map((entity) => (entity as { home_account_id?: unknown }).home_account_id).find((id) => typeof id === 'string') as string | undefined;
+        const homeAccountId = [...(accountsIn(ours)?.values() ?? [])][0]?.homeAccountId;
         if (homeAccountId === undefined) {
           throw new KeychainCacheError('INVALID_OPTION', 'No partitionKey was given and the cache holds no account to take it from ' +
             '(app-only tokens need partitionKeys.forApp(clientId, tenantId)).');
