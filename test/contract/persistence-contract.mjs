@@ -146,8 +146,11 @@ export const contractCases = [
       const reads = (async () => {
         while (writing) {
           seen.push(await reader.load());
-          // A reader that yields between reads, as the plugin does; a spin would starve Windows renames.
-          await new Promise((resolve) => setImmediate(resolve));
+          // A reader that yields between reads, as the plugin does. On Windows, MoveFileEx cannot replace a
+          // file that is open, and under Wine on a loaded machine an open takes milliseconds: a reader that
+          // reopens at once keeps it open nearly all the time and starved the 3 s rename retry in CI runs.
+          // There the reader pauses 2 ms between reads (still dozens of reads during the saves).
+          await new Promise((resolve) => (process.platform === 'win32' ? setTimeout(resolve, 2) : setImmediate(resolve)));
         }
       })();
       try {
