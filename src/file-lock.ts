@@ -150,13 +150,19 @@ async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger
     if (released) return;
     released = true;
     clearInterval(heartbeat);
-    liveNonces.delete(nonce);
-    const holder = await readHolder(lockPath);
-    if (holder?.nonce !== nonce) {
-      logger?.warning(`The cache lock ${lockPath} was taken from this process before release; leaving the new holder's lock alone.`);
-      return;
+    try {
+      const holder = await readHolder(lockPath);
+      if (holder?.nonce !== nonce) {
+        logger?.warning(`The cache lock ${lockPath} was taken from this process before release; leaving the new holder's lock alone.`);
+        return;
+      }
+      await unlinkWithRetry(lockPath);
+    } finally {
+      // Only now: while the file still exists, another acquisition in this process must see it as live.
+      // Forgetting the nonce first let a waiter here call our lockfile stale ("our pid, unknown nonce"),
+      // break it and take its own, which our unlink then deleted: two writers at once.
+      liveNonces.delete(nonce);
     }
-    await unlinkWithRetry(lockPath);
   };
 }
 
