@@ -1,52 +1,94 @@
 // Cross-process mutual exclusion with a lockfile created exclusively (O_EXCL), the holder's pid on its
 // first line, so msal-node-extensions processes (which write just the pid) and ours exclude each other.
 //
+// Lockfile lines: pid, host, nonce (unique per acquisition), boot id, PID namespace, process start time.
+// A pid alone does not identify a holder: worker threads and every copy of our code in a process share it,
+// and containers on one volume are all pid 1. The last three lines are facts every copy of our code in every
+// thread and process can check for itself, so no in-process registry has to agree on who holds what.
+//
 // Stale rule, in order:
-//  - the holder wrote our format with this very pid, but is not one of our live acquisitions (pid reused,
-//    e.g. pid 1 in a restarted container): stale;
-//  - the holder is on this host and its pid is dead (or a zombie): stale at once;
-//  - otherwise (alive, or on another host, or unreadable): stale only when the lockfile's mtime is older
-//    than staleAfterMs. Our live holders touch the file every staleAfterMs / 4, so they are never broken.
+//  - another host, another boot (same hostname on another machine, or before a reboot) or another PID
+//    namespace: the holder's pid cannot be probed from here, so it is stale only when the lockfile's mtime is
+//    older than staleAfterMs (our live holders touch it every staleAfterMs / 4);
+//  - same namespace, pid dead (or a zombie): stale at once;
+//  - same namespace, pid alive but started at another time than the holder recorded (or, for a lockfile
+//    without that record, started after the lockfile was written): the pid was reused, stale at once;
+//  - otherwise the holder is alive: stale only when untouched for staleAfterMs (it is stopped: SIGSTOP, a
+//    debugger, a paused VM). A holder that wakes up after that proves it still holds the lock before it saves
+//    (`stillHeld`), so it never writes over the newer writer.
 // Breaking is serialized through `<lock>.break` and re-checks the lockfile's identity under it, so two
 // waiters that both saw the same stale lock cannot delete each other's fresh lock.
-import { type BigIntStats, constants as fsConstants, type FSWatcher, promises as fs, readFileSync, watch } from 'node:fs';
+import { type BigIntStats, constants as fsConstants, type FSWatcher, promises as fs, readFileSync, readlinkSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
-import { fileMode, randomHex, sleep, unlinkWithRetry } from './files.js';
+import { describeFileError, ensureDirectory, fileMode, randomHex, sleep, unlinkWithRetry } from './files.js';
 import type { Logger } from './logger.js';
 
 export interface LockOptions {
   /** Give up with LOCK_TIMEOUT after waiting this long for a live holder. Default 60000 ms. */
   timeoutMs?: number;
-  /** A lock whose holder cannot be checked (another host, pid reused) is broken after this age. Default 30000 ms. */
+  /**
+   * A lock whose holder cannot be probed (another host or PID namespace) or has stopped touching it is broken
+   * after this age. Default 30000 ms, at least 1000 ms (live holders touch it every staleAfterMs / 4).
+   */
   staleAfterMs?: number;
 }
 
 export const defaultLockOptions: Required<LockOptions> = { timeoutMs: 60_000, staleAfterMs: 30_000 };
+/** Below this, a holder's heartbeat could miss the deadline on a loaded machine and a live lock be broken. */
+export const minimumStaleAfterMs = 1_000;
 
-/** Releases the lock. Safe to call twice; never removes a lock that another process now holds. */
-export type ReleaseLock = () => Promise<void>;
+/**
+ * Releases the lock. Safe to call twice; never removes a lock that another process now holds; never throws
+ * (a lockfile that cannot be removed yet is logged and retried in the background).
+ */
+export interface ReleaseLock {
+  (): Promise<void>;
+  /** True when the lockfile on disk is still this acquisition's (no one broke it while this holder was stopped). */
+  stillHeld(): Promise<boolean>;
+}
 
 export interface LockHolder {
   pid: number | undefined;
   host: string | undefined;
   nonce: string | undefined;
+  bootId: string | undefined;
+  pidNamespace: string | undefined;
+  startTime: string | undefined;
 }
 
 const ourHost = hostname();
-const liveNonces = new Set<string>();
 // A freshly created lockfile is empty until its creator writes the pid (msal-node-extensions opens,
 // then writes); allow it this long before an empty or unreadable lockfile counts as abandoned.
 const unreadableGraceMs = 2_000;
 const inspectEveryMs = 10;
 
+/** Checks lock options once; used by the plugin's option validation and by direct callers alike. */
+export function resolveLockTiming(options: LockOptions = {}): Required<LockOptions> {
+  const resolved = { ...defaultLockOptions };
+  for (const key of ['timeoutMs', 'staleAfterMs'] as const) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw new KeychainCacheError('INVALID_OPTION', `lockOptions.${key} must be a positive number of milliseconds.`);
+    }
+    resolved[key] = value;
+  }
+  if (resolved.staleAfterMs < minimumStaleAfterMs) {
+    throw new KeychainCacheError('INVALID_OPTION', `lockOptions.staleAfterMs must be at least ${minimumStaleAfterMs} ms ` +
+      `(got ${resolved.staleAfterMs}): a live holder touches its lock every staleAfterMs / 4, and a shorter age lets a busy ` +
+      'machine break a live holder\'s lock. Leave it unset for the default of 30000.');
+  }
+  return resolved;
+}
+
 export async function acquireFileLock(lockPath: string, options: LockOptions = {}, logger?: Logger): Promise<ReleaseLock> {
-  const { timeoutMs, staleAfterMs } = { ...defaultLockOptions, ...options };
+  const { timeoutMs, staleAfterMs } = resolveLockTiming(options);
   const started = Date.now();
   let delay = 1;
   let waiter: ReleaseWaiter | undefined;
-  let verdict: Awaited<ReturnType<typeof inspectLock>> | undefined;
+  let verdict: Verdict | undefined;
   let inspectedAt = 0;
   try {
     for (;;) {
@@ -60,20 +102,21 @@ export async function acquireFileLock(lockPath: string, options: LockOptions = {
       if (verdict === undefined || Date.now() - inspectedAt >= inspectEveryMs) {
         verdict = await inspectLock(lockPath, staleAfterMs);
         inspectedAt = Date.now();
-        if (verdict.stale) {
-          if (await breakStaleLock(lockPath, verdict.identity)) {
-            logger?.warning(`Broke a stale cache lock (${verdict.reason}).`);
-          }
+        if (verdict.stale && await breakStaleLock(lockPath, verdict)) {
+          logger?.warning(`Broke a stale cache lock (${verdict.reason}).`);
           verdict = undefined;
           continue;
         }
       }
+      // Every path that did not take the lock comes through here: the deadline holds whatever the lockfile
+      // looks like, and the wait below keeps a waiter from spinning on a lock it cannot break.
       const waited = Date.now() - started;
       if (waited >= timeoutMs) {
         const holder = verdict.holder;
         throw new KeychainCacheError('LOCK_TIMEOUT',
           `Timed out after ${waited} ms waiting for the cache lock ${lockPath}, held by ` +
-          `${holder?.pid ? `process ${holder.pid}` : 'an unknown process'}${holder?.host ? ` on ${holder.host}` : ''}. ` +
+          `${holder?.pid ? `process ${holder.pid}` : 'an unknown process'}${holder?.host ? ` on ${holder.host}` : ''}` +
+          `${verdict.stale ? ` (${verdict.reason}; it could not be removed yet)` : ''}. ` +
           'If that process is stuck, end it; the lock is taken over as soon as it exits. ' +
           'Raise lockOptions.timeoutMs if it is legitimately slow.');
       }
@@ -115,72 +158,158 @@ function watchForRelease(lockPath: string): ReleaseWaiter {
   };
 }
 
+/** This process's identity, read once per copy of our code: every copy in every thread reads the same facts. */
+interface ProcessIdentity { bootId: string | undefined; pidNamespace: string | undefined; startTime: string | undefined }
+let ourIdentity: ProcessIdentity | undefined;
+
+function identity(): ProcessIdentity {
+  ourIdentity ??= {
+    bootId: readProc('/proc/sys/kernel/random/boot_id'),
+    pidNamespace: (() => { try { return readlinkSync('/proc/self/ns/pid'); } catch { return undefined; } })(),
+    startTime: processStartTime('self'),
+  };
+  return ourIdentity;
+}
+
+function readProc(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim() || undefined;
+  } catch {
+    return undefined; // not Linux, or /proc not mounted: the pid probe and the age rule remain
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. Undefined off Linux. */
+function processStartTime(pid: number | 'self'): string | undefined {
+  const stat = readProc(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  // The command name (field 2) may hold spaces and parentheses: count fields after its closing ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+}
+
+/** When a process started, in ms since the epoch (to about a second: the kernel's boot time is in whole seconds). */
+function processStartMs(pid: number): number | undefined {
+  const ticks = Number(processStartTime(pid));
+  const bootSeconds = Number(/^btime (\d+)$/m.exec(readProc('/proc/stat') ?? '')?.[1]);
+  if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
+  // USER_HZ is 100 on every Linux architecture Node runs on.
+  return bootSeconds * 1000 + ticks * 10;
+}
+
 async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger): Promise<ReleaseLock | undefined> {
   const nonce = randomHex(12);
+  const me = identity();
   let handle;
-  try {
-    handle = await fs.open(lockPath,
-      fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0), fileMode);
-  } catch (error) {
-    const code = systemErrorCode(error);
-    // EPERM: Windows reports a lockfile that is being deleted this way.
-    if (code === 'EEXIST' || code === 'EPERM') return undefined;
-    if (code === 'EACCES') {
-      throw new KeychainCacheError('ACCESS_DENIED',
-        `Could not create the cache lock ${lockPath}: permission denied. Make the directory writable for this user.`,
-        { cause: error });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      handle = await fs.open(lockPath,
+        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0), fileMode);
+      break;
+    } catch (error) {
+      const code = systemErrorCode(error);
+      // EPERM: Windows reports a lockfile that is being deleted this way.
+      if (code === 'EEXIST' || (code === 'EPERM' && process.platform === 'win32')) return undefined;
+      // The cache directory was deleted while the app runs: create it again, once.
+      if (code === 'ENOENT' && attempt === 0) { await ensureDirectory(dirname(lockPath)); continue; }
+      throw describeFileError(error, 'create the cache lock', lockPath);
     }
-    throw new KeychainCacheError('STORE_FAILED', `Could not create the cache lock ${lockPath} (${code}).`, { cause: error });
   }
-  liveNonces.add(nonce);
   try {
-    await handle.writeFile(`${process.pid}\n${ourHost}\n${nonce}\n`);
-  } finally {
+    await handle.writeFile(`${process.pid}\n${ourHost}\n${nonce}\n${me.bootId ?? ''}\n${me.pidNamespace ?? ''}\n${me.startTime ?? ''}\n`);
     await handle.close();
+  } catch (error) {
+    // A lockfile without its owner would block everyone for the unreadable grace: remove it.
+    await handle.close().catch(() => undefined);
+    await fs.unlink(lockPath).catch(() => undefined);
+    throw describeFileError(error, 'write the cache lock', lockPath);
   }
-  // Keep the mtime fresh so nobody takes an old-looking lock from a live holder.
+  const ours = async (): Promise<boolean | undefined> => {
+    let text;
+    try {
+      text = await fs.readFile(lockPath, 'utf8');
+    } catch (error) {
+      // Gone: someone broke it. Any other error says nothing about who holds it.
+      return systemErrorCode(error) === 'ENOENT' ? false : undefined;
+    }
+    return parseHolder(text)?.nonce === nonce;
+  };
+  // Keep the mtime fresh so nobody takes an old-looking lock from a live holder; only while it is ours, so a
+  // holder that lost its lock never keeps another holder's (maybe abandoned) lockfile looking alive.
   const heartbeat = setInterval(() => {
-    const now = new Date();
-    fs.utimes(lockPath, now, now).catch(() => undefined);
-  }, Math.max(50, Math.floor(staleAfterMs / 4)));
+    void ours().then((held) => {
+      if (held !== true) return;
+      const now = new Date();
+      return fs.utimes(lockPath, now, now);
+    }).catch(() => undefined);
+  }, Math.floor(staleAfterMs / 4));
   heartbeat.unref();
 
+  const stillHeld = async (): Promise<boolean> => {
+    // A transient read error (EMFILE, EIO) is not proof either way: ask again before answering.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const held = await ours();
+      if (held !== undefined) return held;
+      await sleep(2 ** attempt);
+    }
+    return false;
+  };
+
   let released = false;
-  return async () => {
+  const release = async (): Promise<void> => {
     if (released) return;
     released = true;
     clearInterval(heartbeat);
-    try {
-      const holder = await readHolder(lockPath);
-      if (holder?.nonce !== nonce) {
-        logger?.warning(`The cache lock ${lockPath} was taken from this process before release; leaving the new holder's lock alone.`);
+    const deadline = Date.now() + staleAfterMs;
+    for (let attempt = 0; ; attempt++) {
+      const held = await ours();
+      if (held === false) {
+        logger?.warning(`The cache lock ${lockPath} was taken from this process before release (it was stopped for ` +
+          `longer than staleAfterMs); leaving the new holder's lock alone.`);
         return;
       }
-      await unlinkWithRetry(lockPath);
-    } finally {
-      // Only now: while the file still exists, another acquisition in this process must see it as live.
-      // Forgetting the nonce first let a waiter here call our lockfile stale ("our pid, unknown nonce"),
-      // break it and take its own, which our unlink then deleted: two writers at once.
-      liveNonces.delete(nonce);
+      if (held === true) {
+        try {
+          await unlinkWithRetry(lockPath);
+          return;
+        } catch (error) {
+          if (attempt === 0) {
+            logger?.warning(`Could not remove the cache lock ${lockPath} (${systemErrorCode(error) ?? 'error'}); retrying. ` +
+              'The save itself succeeded.');
+          }
+        }
+      }
+      if (Date.now() >= deadline) {
+        // The heartbeat has stopped, so other processes take it over by age from now on.
+        logger?.warning(`Gave up removing the cache lock ${lockPath}; other processes take it over after staleAfterMs.`);
+        return;
+      }
+      // Retried off the caller's path after the first tries: the save is done, the caller need not wait.
+      if (attempt === 2) {
+        void (async () => {
+          for (let more = 3; Date.now() < deadline; more++) {
+            await sleep(Math.min(2 ** more, 1000));
+            const stillOurs = await ours();
+            if (stillOurs === false) return;
+            if (stillOurs === true && await unlinkWithRetry(lockPath).then(() => true, () => false)) return;
+          }
+        })();
+        return;
+      }
+      await sleep(2 ** attempt);
     }
   };
-}
-
-async function readHolder(lockPath: string): Promise<LockHolder | undefined> {
-  let text;
-  try {
-    text = await fs.readFile(lockPath, 'utf8');
-  } catch {
-    return undefined;
-  }
-  return parseHolder(text);
+  return Object.assign(release, { stillHeld });
 }
 
 export function parseHolder(text: string): LockHolder | undefined {
-  const [pidLine, hostLine, nonceLine] = text.split(/\r?\n/);
+  const [pidLine, hostLine, nonceLine, bootLine, namespaceLine, startLine] = text.split(/\r?\n/);
   const pid = Number.parseInt(pidLine?.trim() ?? '', 10);
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  return { pid, host: hostLine?.trim() || undefined, nonce: nonceLine?.trim() || undefined };
+  const field = (line: string | undefined) => line?.trim() || undefined;
+  return {
+    pid, host: field(hostLine), nonce: field(nonceLine),
+    bootId: field(bootLine), pidNamespace: field(namespaceLine), startTime: field(startLine),
+  };
 }
 
 interface Verdict {
@@ -192,32 +321,49 @@ interface Verdict {
 
 async function inspectLock(lockPath: string, staleAfterMs: number): Promise<Verdict> {
   let stats;
-  let text;
   try {
     stats = await fs.stat(lockPath, { bigint: true });
-    text = await fs.readFile(lockPath, 'utf8');
   } catch {
     // Gone between our create and our look: not stale, just try again.
     return { stale: false, reason: 'released', holder: undefined, identity: '' };
   }
-  const identity = lockIdentity(stats, text);
+  // A lockfile we may not read (another user's 0600 file) still has an age.
+  const text = await fs.readFile(lockPath, 'utf8').catch(() => '');
+  const lockIdentity = identityOf(stats, text);
   const ageMs = Date.now() - Number(stats.mtimeMs);
   const holder = parseHolder(text);
   if (!holder) {
     const stale = ageMs > unreadableGraceMs;
-    return { stale, reason: `unreadable lockfile, ${Math.round(ageMs)} ms old`, holder, identity };
+    return { stale, reason: `unreadable lockfile, ${Math.round(ageMs)} ms old`, holder, identity: lockIdentity };
   }
-  const sameHost = holder.host === undefined || holder.host === ourHost;
-  if (sameHost && holder.pid === process.pid && holder.nonce && !liveNonces.has(holder.nonce)) {
-    return { stale: true, reason: `left by an earlier process with our pid ${holder.pid}`, holder, identity };
+  const byAge = (where: string): Verdict => ({
+    stale: ageMs > staleAfterMs,
+    reason: `held by process ${holder.pid}${where}, untouched for ${Math.round(ageMs)} ms`,
+    holder, identity: lockIdentity,
+  });
+  const me = identity();
+  if (holder.host !== undefined && holder.host !== ourHost) return byAge(` on ${holder.host}`);
+  if (holder.bootId && me.bootId && holder.bootId !== me.bootId) return byAge(' on another machine or before a reboot');
+  if (holder.pidNamespace && me.pidNamespace && holder.pidNamespace !== me.pidNamespace) {
+    return byAge(` in another PID namespace (${holder.pidNamespace})`);
   }
-  if (sameHost && !isProcessAlive(holder.pid!)) {
-    return { stale: true, reason: `holder process ${holder.pid} is no longer running`, holder, identity };
+  if (!isProcessAlive(holder.pid!)) {
+    return { stale: true, reason: `holder process ${holder.pid} is no longer running`, holder, identity: lockIdentity };
   }
-  if (ageMs > staleAfterMs) {
-    return { stale: true, reason: `held by process ${holder.pid}${sameHost ? '' : ` on ${holder.host}`}, untouched for ${Math.round(ageMs)} ms`, holder, identity };
+  if (holder.startTime) {
+    const startTime = holder.pid === process.pid ? me.startTime : processStartTime(holder.pid!);
+    if (startTime !== undefined && startTime !== holder.startTime) {
+      return { stale: true, reason: `process ${holder.pid} that held it has exited and its pid was reused`, holder, identity: lockIdentity };
+    }
+  } else {
+    // msal-node-extensions (and our older versions) record no start time: a lockfile older than the process
+    // that now has its pid was left by an earlier process (pid 1 of a restarted container, say).
+    const startedMs = processStartMs(holder.pid!);
+    if (startedMs !== undefined && Number(stats.mtimeMs) < startedMs - 1_000) {
+      return { stale: true, reason: `written before process ${holder.pid} started: its pid was reused`, holder, identity: lockIdentity };
+    }
   }
-  return { stale: false, reason: 'held', holder, identity };
+  return byAge('');
 }
 
 export function isProcessAlive(pid: number): boolean {
@@ -228,40 +374,53 @@ export function isProcessAlive(pid: number): boolean {
     return systemErrorCode(error) === 'EPERM';
   }
   // A killed child that its parent has not reaped yet is a zombie: it holds nothing.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
+  const stat = readProc(`/proc/${pid}/stat`);
+  return stat === undefined || stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }
 
-function lockIdentity(stats: BigIntStats, text: string): string {
+function identityOf(stats: BigIntStats, text: string): string {
   return `${stats.ino}:${stats.birthtimeNs}:${stats.mtimeNs}:${text}`;
 }
 
-async function breakStaleLock(lockPath: string, identity: string): Promise<boolean> {
+/** True when this call removed the stale lock; false when someone else is breaking it or it changed meanwhile. */
+async function breakStaleLock(lockPath: string, verdict: Verdict): Promise<boolean> {
   const breakPath = `${lockPath}.break`;
   let handle;
   try {
     handle = await fs.open(breakPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, fileMode);
   } catch (error) {
-    if (systemErrorCode(error) !== 'EEXIST') return false;
+    if (systemErrorCode(error) !== 'EEXIST') throw cannotBreak(lockPath, verdict, error);
     // A breaker holds it for microseconds; an old one means the breaker died mid-break.
     const stats = await fs.stat(breakPath).catch(() => undefined);
     if (stats && Date.now() - stats.mtimeMs > unreadableGraceMs) await fs.unlink(breakPath).catch(() => undefined);
-    await sleep(1);
     return false;
   }
   try {
     await handle.close();
     // Re-check under the break lock: the stale lock may already have been replaced by a live one.
     const stats = await fs.stat(lockPath, { bigint: true }).catch(() => undefined);
-    const text = await fs.readFile(lockPath, 'utf8').catch(() => undefined);
-    if (!stats || text === undefined || lockIdentity(stats, text) !== identity) return false;
-    await unlinkWithRetry(lockPath).catch(() => undefined);
-    return true;
+    const text = await fs.readFile(lockPath, 'utf8').catch(() => '');
+    if (!stats || identityOf(stats, text) !== verdict.identity) return false;
+    try {
+      return await unlinkWithRetry(lockPath);
+    } catch (error) {
+      // Windows: the file is busy for a moment (being deleted, scanned); wait like for a live holder.
+      if (process.platform === 'win32' && systemErrorCode(error) === 'EPERM') return false;
+      throw cannotBreak(lockPath, verdict, error);
+    }
   } finally {
     await fs.unlink(breakPath).catch(() => undefined);
   }
+}
+
+/** A stale lock we are not allowed to remove: waiting cannot help, so say whose file it is and what to do. */
+function cannotBreak(lockPath: string, verdict: Verdict, error: unknown): KeychainCacheError {
+  const code = systemErrorCode(error);
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new KeychainCacheError('ACCESS_DENIED',
+      `The cache lock ${lockPath} is stale (${verdict.reason}) but this user may not remove it (${code}): the ` +
+      'directory is read-only for this user, or the lockfile belongs to another user in a sticky directory. Delete ' +
+      `${lockPath} as its owner or as root, and keep the cache in a directory only this user writes.`, { cause: error });
+  }
+  return describeFileError(error, 'remove the stale cache lock', lockPath) as KeychainCacheError;
 }

@@ -1,6 +1,6 @@
 import { isAbsolute, posix as posixPath, resolve, win32 as win32Path } from 'node:path';
 import { KeychainCacheError } from './errors.js';
-import type { LockOptions } from './file-lock.js';
+import { type LockOptions, resolveLockTiming } from './file-lock.js';
 import type { LoggerOptions } from './logger.js';
 import type { BackendKind, DataProtectionScope, SafeStorageLike } from './persistence/types.js';
 
@@ -135,11 +135,11 @@ export function resolveLockOptions(options: CachePluginOptions | { lockOptions?:
   if (lock === undefined) return {};
   if (typeof lock !== 'object' || lock === null) throw invalid('lockOptions must be an object.');
   checkKeys(lock, ['timeoutMs', 'staleAfterMs'], 'lockOptions');
+  // Validated by the lock's own rules (positive, finite, staleAfterMs at least the minimum), at creation.
+  resolveLockTiming(lock);
   const resolved: LockOptions = {};
-  const timeoutMs = optionalPositive(lock.timeoutMs, 'lockOptions.timeoutMs');
-  const staleAfterMs = optionalPositive(lock.staleAfterMs, 'lockOptions.staleAfterMs');
-  if (timeoutMs !== undefined) resolved.timeoutMs = timeoutMs;
-  if (staleAfterMs !== undefined) resolved.staleAfterMs = staleAfterMs;
+  if (lock.timeoutMs !== undefined) resolved.timeoutMs = lock.timeoutMs;
+  if (lock.staleAfterMs !== undefined) resolved.staleAfterMs = lock.staleAfterMs;
   return resolved;
 }
 

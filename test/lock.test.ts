@@ -1,12 +1,21 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readlink, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { acquireFileLock } from '../src/file-lock.js';
-import { backends, deadPid, forChild, isLinux, runFixture, startFixture, storeOptions, tempDir } from './helpers.js';
+import { backends, deadPid, forChild, isLinux, repoRoot, runFixture, startFixture, storeOptions, tempDir } from './helpers.js';
+
+/** Runs an ES module snippet in node as another user (setpriv; the tests run as root in CI); returns stdout. */
+function runAs(uid: number, code: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, '--input-type=module', '-e', code],
+      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout)));
+  });
+}
 
 async function lockPathIn(): Promise<string> {
   return join(await tempDir(), 'msal-cache.json.lockfile');
@@ -51,11 +60,11 @@ describe('file lock', () => {
 
   it('never breaks a live holder early, even one whose lock is older than staleAfterMs (heartbeat)', async () => {
     const lockPath = await lockPathIn();
-    const lockOptions = { staleAfterMs: 300 };
+    const lockOptions = { staleAfterMs: 1000 };
     const holder = startFixture('lock-holder', { lockPath, lockOptions });
     const holding = await holder.waitFor('HOLDING');
     const holderPid = Number(holding.split(' ')[1]);
-    await expect(acquireFileLock(lockPath, { ...lockOptions, timeoutMs: 1500 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    await expect(acquireFileLock(lockPath, { ...lockOptions, timeoutMs: 4000 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
     expect(Number((await readFile(lockPath, 'utf8')).split('\n')[0])).toBe(holderPid);
     holder.child.stdin.write('release\n');
     await holder.waitFor('RELEASED');
@@ -126,10 +135,63 @@ describe('file lock', () => {
     expect(Number(await readFile(counterPath, 'utf8'))).toBe(60);
   });
 
-  it('takes a lock in our own format that carries our pid but not one of our acquisitions (pid reused after a restart)', async () => {
+  it('takes a lockfile with our pid written before this process started (pid 1 of a restarted container), in either format', async () => {
+    const beforeWeStarted = new Date(Date.now() - process.uptime() * 1000 - 60_000);
+    for (const content of [`${process.pid}\n${hostname()}\nleft-by-a-previous-container\n`, String(process.pid)]) {
+      const lockPath = await lockPathIn();
+      await writeFile(lockPath, content);
+      await utimes(lockPath, beforeWeStarted, beforeWeStarted);
+      await (await acquireFileLock(lockPath, { timeoutMs: 200, staleAfterMs: 600_000 }))();
+    }
+  });
+
+  it('tells holders with our pid apart by start time: another thread or copy of our code is live, an earlier process is not', async () => {
+    const ours = (await readFile('/proc/self/stat', 'utf8')).split(') ')[1]!.split(' ')[19];
+    const namespace = await readlink('/proc/self/ns/pid');
+    const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
     const lockPath = await lockPathIn();
-    await writeFile(lockPath, `${process.pid}\n${hostname()}\nleft-by-a-previous-container\n`);
-    await (await acquireFileLock(lockPath, { timeoutMs: 200, staleAfterMs: 600_000 }))();
+    // Written by another copy of the code in this very process (a worker thread, the CJS build): respected.
+    await writeFile(lockPath, `${process.pid}\n${hostname()}\nanother-copy\n${boot}\n${namespace}\n${ours}\n`);
+    await expect(acquireFileLock(lockPath, { timeoutMs: 300, staleAfterMs: 600_000 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    // Same pid, another start time: an earlier process whose pid we now have. Taken at once.
+    await writeFile(lockPath, `${process.pid}\n${hostname()}\nearlier\n${boot}\n${namespace}\n${Number(ours) - 1}\n`);
+    await (await acquireFileLock(lockPath, { timeoutMs: 300, staleAfterMs: 600_000 }))();
+  });
+
+  it('respects a holder in another PID namespace (its pid cannot be probed from here) until it is untouched for staleAfterMs', async () => {
+    const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+    const lockPath = await lockPathIn();
+    // pid 1 is alive in every namespace; the holder's own namespace says it is not ours.
+    await writeFile(lockPath, `1\n${hostname()}\ncontainer\n${boot}\npid:[1]\n12345\n`);
+    await expect(acquireFileLock(lockPath, { timeoutMs: 300, staleAfterMs: 5_000 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    const old = new Date(Date.now() - 60_000);
+    await utimes(lockPath, old, old);
+    await (await acquireFileLock(lockPath, { timeoutMs: 1000, staleAfterMs: 5_000 }))();
+  });
+
+  it('a stale lock it may not remove ends in ACCESS_DENIED at once, not a spin until the timeout', async () => {
+    // A dead holder's lockfile owned by root in a sticky, world-writable directory: another user may create
+    // files there but not delete root's. The waiter runs as nobody (CI runs as root).
+    const parent = await tempDir();
+    await chmod(parent, 0o755);
+    const directory = join(parent, 'shared');
+    await mkdir(directory);
+    await chmod(directory, 0o1777);
+    const lockPath = join(directory, 'msal-cache.json.lockfile');
+    await writeFile(lockPath, `${await deadPid()}\n${hostname()}\ndead\n`, { mode: 0o644 });
+    const run = await runAs(65534, `import(${JSON.stringify(pathToFileURL(join(repoRoot, 'dist', 'esm', 'file-lock.js')).href)}).then((m) => ` +
+      `m.acquireFileLock(${JSON.stringify(lockPath)}, { timeoutMs: 60000 })).then(() => console.log('ACQUIRED'), ` +
+      '(e) => console.log(`CODE ${e.code}`));');
+    expect(run.trim()).toBe('CODE ACCESS_DENIED');
+    expect(existsSync(lockPath)).toBe(true);
+  });
+
+  it('refuses a staleAfterMs below the minimum, and bad timing values, with INVALID_OPTION', async () => {
+    const lockPath = await lockPathIn();
+    for (const lockOptions of [{ staleAfterMs: 100 }, { staleAfterMs: 999 }, { timeoutMs: 0 }, { timeoutMs: Number.NaN }, { staleAfterMs: Infinity }]) {
+      await expect(acquireFileLock(lockPath, lockOptions)).rejects.toMatchObject({ code: 'INVALID_OPTION' });
+    }
+    expect(existsSync(lockPath)).toBe(false);
   });
 
   it('does not remove a lock that was taken over from it', async () => {
