@@ -1,5 +1,6 @@
 // Reading serialized MSAL caches (the JSON msal-node's TokenCache.serialize() writes) without msal-node:
-// shared by the desktop plugin (account change events) and the distributed plugin (merges, partitions).
+// shared by the desktop plugin (account change events, re-merges after a lost lock) and the distributed plugin
+// (merges, partitions).
 
 /** A serialized cache: sections (Account, IdToken, AccessToken, RefreshToken, AppMetadata) of entities by key. */
 export type CacheJson = Record<string, Record<string, unknown>>;
@@ -44,4 +45,26 @@ export function accountsIn(text: string): Map<string, CachedAccount> | undefined
     accounts.set(`${account.homeAccountId}|${account.environment}|${account.tenantId}`, account);
   }
   return accounts;
+}
+
+/**
+ * Three-way merge of serialized caches, entity by entity: start from `latest` (what another instance
+ * stored), apply what this instance (or process) changed since `base` (added or updated entities win, entities it
+ * removed are removed). Both instances' new tokens survive.
+ */
+export function mergeCaches(base: string, ours: string, latest: string): string {
+  const baseJson = parseCacheJson(base) ?? {};
+  const oursJson = parseCacheJson(ours) ?? {};
+  const result = parseCacheJson(latest) ?? {};
+  for (const section of new Set([...Object.keys(baseJson), ...Object.keys(oursJson)])) {
+    const before = baseJson[section] ?? {};
+    const after = oursJson[section] ?? {};
+    const merged: Record<string, unknown> = { ...(result[section] ?? {}) };
+    for (const [key, value] of Object.entries(after)) {
+      if (!(key in before) || JSON.stringify(before[key]) !== JSON.stringify(value)) merged[key] = value;
+    }
+    for (const key of Object.keys(before)) if (!(key in after)) delete merged[key];
+    result[section] = merged;
+  }
+  return JSON.stringify(result);
 }

@@ -2,7 +2,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import { selectPersistence } from './create-persistence.js';
-import { accountsIn, type CachedAccount } from './cache-json.js';
+import { accountsIn, type CachedAccount, mergeCaches } from './cache-json.js';
 import { isKeychainCacheError, KeychainCacheError } from './errors.js';
 import { acquireFileLock, type LockOptions, type ReleaseLock } from './file-lock.js';
 import { createLogger, type Logger, type LoggerOptions } from './logger.js';
@@ -14,7 +14,19 @@ const emptyCache = '{}';
 interface HeldWrite {
   releaseFile: ReleaseLock;
   releaseLocal: () => void;
+  /** The stored cache and its change token as reloaded under the lock: what MSAL's write is based on. */
+  baseText: string;
+  baseToken: string;
 }
+
+/** What one msal TokenCache was last given by us: msal-node keeps its merge snapshot per TokenCache. */
+interface SyncState {
+  token: string | undefined;
+  text: string | undefined;
+}
+
+// A save whose fence keeps failing (the lock taken again and again while this process is stopped) gives up.
+const maxSaveAttempts = 5;
 
 /** What changed in the stored cache's accounts, and whether this process or another one changed it. */
 export interface CacheChange {
@@ -37,9 +49,11 @@ export class KeychainCachePlugin implements ICachePlugin {
   readonly #logger: Logger;
   readonly #lockOptions: LockOptions;
   readonly #lockPath: string;
-  // What the store looked like when MSAL last got it from us, and the text MSAL was given.
-  #lastToken: string | undefined;
-  #lastText: string | undefined;
+  // Per msal TokenCache (one per client application): what the store looked like when that cache last got
+  // it from us, and the text it was given. Any number of clients may share one plugin, created at any time.
+  readonly #synced = new WeakMap<object, SyncState>();
+  // The change token of the store as this plugin last saw it, for the idle watcher.
+  #lastSeenToken: string | undefined;
   // Only contexts whose beforeCacheAccess took the lock appear here: msal-node calls afterCacheAccess
   // in a `finally` even when beforeCacheAccess threw, and that must never release someone else's lock.
   readonly #held = new WeakMap<TokenCacheContext, HeldWrite>();
@@ -65,17 +79,17 @@ export class KeychainCachePlugin implements ICachePlugin {
     if (!context.cacheHasChanged) {
       // The hot path: one stat, nothing else, when no other writer has been here.
       const token = await this.persistence.changeToken();
-      if (token !== this.#lastToken) await this.#beforeRead(context, token);
+      if (token !== this.#state(context).token) await this.#beforeRead(context, token);
       return;
     }
     const held = await this.#lock();
     try {
-      await this.#syncUnderLock(context);
+      const base = await this.#syncUnderLock(context);
+      this.#held.set(context, { ...held, baseText: base.text, baseToken: base.token });
     } catch (error) {
       await this.#unlock(held);
       throw error;
     }
-    this.#held.set(context, held);
     this.#writing++;
   }
 
@@ -84,26 +98,65 @@ export class KeychainCachePlugin implements ICachePlugin {
     if (!held) return; // a read, or a write whose beforeCacheAccess failed: nothing to save or release
     this.#held.delete(context);
     try {
-      let text: string;
-      try {
-        text = context.tokenCache.serialize();
-        await this.persistence.save(text);
-        this.#lastToken = await this.persistence.changeToken();
-        this.#lastText = text;
-      } finally {
-        await held.releaseFile();
-      }
+      const text = await this.#fencedSave(context.tokenCache.serialize(), held);
       // msal-node rebuilds its memory from the last deserialized string on every silent call
-      // (TokenCache.overwriteCache), so hand it what we just saved or it forgets this write. Done after
-      // the cross-process lock is released (other processes need not wait for a parse), still inside the
-      // in-process queue (no other write of this process can interleave).
+      // (TokenCache.overwriteCache), so hand it what we just saved or it forgets this write. Done before the
+      // lock is released, so that nothing (a failed release included) can come between the save and MSAL.
       context.tokenCache.deserialize(text);
+      Object.assign(this.#state(context), { text, token: held.baseToken });
       this.#logger.verbose(`Saved the token cache (${text.length} characters) to ${this.persistence.kind}.`);
       this.#notify(text, 'this-process');
     } finally {
       this.#writing--;
-      held.releaseLocal();
+      await this.#unlock(held);
     }
+  }
+
+  /**
+   * Saves `text` only while this write still holds the lock and the store is what it reloaded under it. A
+   * holder stopped for longer than staleAfterMs (SIGSTOP, a debugger, a paused VM) has had its lock broken
+   * and another writer may have saved meanwhile: it takes the lock again, reloads, re-applies its own changes
+   * on top of the newer cache (entity by entity, as msal-node's own merge does), and saves that instead.
+   * Returns the text that was saved.
+   */
+  async #fencedSave(text: string, held: HeldWrite): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      const fenced = await held.releaseFile.stillHeld() && await this.persistence.changeToken() === held.baseToken;
+      if (fenced) {
+        await this.persistence.save(text);
+        const token = await this.persistence.changeToken();
+        // Stopped between the fence and the save: the lock may have been broken and a newer write may land
+        // on top of ours. Checked again; if so, the loop re-applies our changes to whatever is stored now.
+        if (await held.releaseFile.stillHeld()) {
+          this.#lastSeenToken = token;
+          held.baseText = text;
+          held.baseToken = token;
+          return text;
+        }
+      }
+      if (attempt >= maxSaveAttempts) {
+        throw new KeychainCacheError('LOCK_TIMEOUT', `The cache lock ${this.#lockPath} was taken from this process ` +
+          `${attempt} times while it was saving (it was stopped for longer than lockOptions.staleAfterMs each time). ` +
+          'Nothing was written over the newer cache. Raise lockOptions.staleAfterMs if this process is paused for long.');
+      }
+      this.#logger.warning(`The cache lock ${this.#lockPath} was taken from this process while it was stopped, or the ` +
+        'store changed under it; reloading and re-applying this write on top of the newer cache.');
+      await held.releaseFile();
+      held.releaseFile = await acquireFileLock(this.#lockPath, this.#lockOptions, this.#logger);
+      const latest = await this.#loadForMerge();
+      text = mergeCaches(held.baseText, text, latest.text);
+      held.baseText = latest.text;
+      held.baseToken = latest.token;
+    }
+  }
+
+  /** The stored cache for a re-merge, under the lock; unreadable bytes are moved aside (as at any load). */
+  async #loadForMerge(): Promise<{ text: string; token: string }> {
+    const token = await this.persistence.changeToken();
+    const { text, problem } = await this.#load();
+    if (problem === undefined) return { text: text ?? emptyCache, token };
+    await this.#quarantine(problem);
+    return { text: emptyCache, token: await this.persistence.changeToken() };
   }
 
   async #beforeRead(context: TokenCacheContext, token: string): Promise<void> {
@@ -126,7 +179,8 @@ export class KeychainCachePlugin implements ICachePlugin {
     }
   }
 
-  async #syncUnderLock(context: TokenCacheContext): Promise<void> {
+  /** Loads the stored cache into MSAL under the lock; returns the text MSAL now has and the token it came with. */
+  async #syncUnderLock(context: TokenCacheContext): Promise<{ text: string; token: string }> {
     // Under the lock, compare content (not timestamps): exact whatever the file system's clock granularity.
     let token = await this.persistence.changeToken();
     let { text, problem } = await this.#load();
@@ -137,6 +191,7 @@ export class KeychainCachePlugin implements ICachePlugin {
     }
     try {
       this.#apply(context, text ?? emptyCache, token);
+      return { text: text ?? emptyCache, token };
     } catch (error) {
       // One parse, MSAL's own: invalid JSON and JSON MSAL cannot read are equally unreadable. The
       // error's message is not used: JSON.parse quotes the input, which may hold tokens.
@@ -144,7 +199,9 @@ export class KeychainCachePlugin implements ICachePlugin {
       const size = text?.length ?? 0;
       await this.#quarantine(error instanceof SyntaxError
         ? `it is not valid JSON: truncated or garbage (${size} bytes)` : `it is JSON, but not an MSAL token cache (${size} bytes)`);
-      this.#apply(context, emptyCache, await this.persistence.changeToken());
+      const emptied = await this.persistence.changeToken();
+      this.#apply(context, emptyCache, emptied);
+      return { text: emptyCache, token: emptied };
     }
   }
 
@@ -161,15 +218,26 @@ export class KeychainCachePlugin implements ICachePlugin {
     return text === null ? { text } : { text, problem: cacheProblem(text) };
   }
 
+  #state(context: TokenCacheContext): SyncState {
+    let state = this.#synced.get(context.tokenCache);
+    if (!state) {
+      state = { token: undefined, text: undefined };
+      this.#synced.set(context.tokenCache, state);
+    }
+    return state;
+  }
+
   #apply(context: TokenCacheContext, text: string, token: string): void {
-    if (text !== this.#lastText) {
-      this.#lastText = undefined;
+    const state = this.#state(context);
+    if (text !== state.text) {
+      state.text = undefined;
       context.tokenCache.deserialize(text);
       this.#logger.verbose(`Loaded the token cache (${text.length} characters) from ${this.persistence.kind}.`);
       this.#notify(text, 'another-process');
     }
-    this.#lastText = text;
-    this.#lastToken = token;
+    state.text = text;
+    state.token = token;
+    this.#lastSeenToken = token;
   }
 
   /**
@@ -224,7 +292,7 @@ export class KeychainCachePlugin implements ICachePlugin {
     try {
       if (this.#writing > 0) { this.#scheduleCheck(); return; }
       const token = await this.persistence.changeToken();
-      if (token === this.#lastToken || this.#listeners.size === 0) return;
+      if (token === this.#lastSeenToken || this.#listeners.size === 0) return;
       const { text, problem } = await this.#load();
       if (problem === undefined) this.#notify(text ?? emptyCache, 'another-process');
     } catch (error) {
@@ -257,7 +325,7 @@ export class KeychainCachePlugin implements ICachePlugin {
       `Its bytes were moved aside to ${where} and the cache starts empty; users sign in again.`);
   }
 
-  async #lock(): Promise<HeldWrite> {
+  async #lock(): Promise<{ releaseFile: ReleaseLock; releaseLocal: () => void }> {
     // In-process first, so that concurrent calls in one process queue here instead of polling the lockfile.
     let releaseLocal!: () => void;
     const previous = this.#localTail;
@@ -272,8 +340,9 @@ export class KeychainCachePlugin implements ICachePlugin {
     }
   }
 
-  async #unlock(held: HeldWrite): Promise<void> {
+  async #unlock(held: { releaseFile: ReleaseLock; releaseLocal: () => void }): Promise<void> {
     try {
+      // Never throws: a lockfile that cannot be removed yet is logged and retried by the lock itself.
       await held.releaseFile();
     } finally {
       held.releaseLocal();

@@ -1,4 +1,4 @@
-import { ConfidentialClientApplication } from '@azure/msal-node';
+import { ConfidentialClientApplication, PublicClientApplication } from '@azure/msal-node';
 import { describe, expect, it } from 'vitest';
 import { testAuthority } from '../src/token-endpoint.js';
 import { backends, clientId, createTokenEndpoint, findAccount, isLinux, newClient, scopes, signIn, storeOptions } from './helpers.js';
@@ -40,6 +40,34 @@ describe.each(backends)('one process, %s backend', (backend) => {
     const fresh = await newClient(options, endpoint);
     const accounts = await fresh.client.getTokenCache().getAllAccounts();
     expect(users.filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
+  });
+
+  it.runIf(runs)('one plugin shared by msal clients with different client ids, created at any time, loses no account', async () => {
+    const options = await storeOptions(backend);
+    const endpoint = createTokenEndpoint();
+    const { plugin } = await newClient(options, endpoint);
+    const clientFor = (id: string) => new PublicClientApplication({
+      auth: { clientId: id, authority: testAuthority },
+      cache: { cachePlugin: plugin },
+      system: { networkClient: endpoint.networkClient },
+    });
+    const tool = clientFor('tool-a');
+    const other = clientFor('tool-b');
+    await Promise.all([signIn(tool, 'shared-a1'), signIn(other, 'shared-b1'), signIn(tool, 'shared-a2')]);
+    // A CLI building a new client per command around the module-level plugin: each must load the store
+    // before its first write, or its write replaces the store with its own near-empty memory.
+    for (let i = 0; i < 3; i++) await signIn(clientFor(i % 2 ? 'tool-a' : 'tool-b'), `per-command-${i}`);
+    await signIn(other, 'shared-b2');
+    endpoint.refuse = true;
+    const fresh = await newClient(options, endpoint);
+    const accounts = await fresh.client.getTokenCache().getAllAccounts();
+    const users = ['shared-a1', 'shared-b1', 'shared-a2', 'per-command-0', 'per-command-1', 'per-command-2', 'shared-b2'];
+    expect(users.filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
+    // Every client still sees every account (its memory follows the store, not only its own writes).
+    for (const client of [tool, other]) {
+      const seen = await client.getTokenCache().getAllAccounts();
+      expect(users.filter((u) => !findAccount(seen, endpoint, u))).toEqual([]);
+    }
   });
 
   it.runIf(runs)('persists refreshed tokens (refresh_token grant) and sign-out', async () => {

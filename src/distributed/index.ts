@@ -5,5 +5,6 @@ export { createFileStore, type FileStoreOptions } from './file-store.js';
 export { keyFromPersistence } from './os-key.js';
 export { createPostgresStore, type PostgresStore, type PostgresStoreOptions, type SqlQueryable } from './postgres-store.js';
 export { createRedisStore, type RedisCommandClient, type RedisStoreOptions } from './redis-store.js';
-export { createPartitionedCachePlugin, mergeCaches, partitionKeys, type PartitionedCachePluginOptions } from './partitioned-plugin.js';
+export { createPartitionedCachePlugin, partitionKeys, type PartitionedCachePluginOptions } from './partitioned-plugin.js';
+export { mergeCaches } from '../cache-json.js';
 export type { PartitionStore, VersionedBlob } from './store.js';

@@ -5,7 +5,7 @@
 // the latest blob is reloaded, the two versions are merged entity by entity, and the write is retried.
 import { createHash } from 'node:crypto';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
-import { accountsIn, parseCacheJson } from '../cache-json.js';
+import { accountsIn, mergeCaches, parseCacheJson } from '../cache-json.js';
 import { isKeychainCacheError, KeychainCacheError } from '../errors.js';
 import { createLogger, type LoggerOptions } from '../logger.js';
 import type { BlobCipher } from './blob-cipher.js';
@@ -39,28 +39,6 @@ export const partitionKeys = {
   /** On-behalf-of: a hash of the incoming assertion (never the assertion itself). */
   forOnBehalfOf: (assertion: string) => `obo:${createHash('sha256').update(assertion).digest('hex')}`,
 };
-
-/**
- * Three-way merge of serialized caches, entity by entity: start from `latest` (what another instance
- * stored), apply what this instance changed since `base` (added or updated entities win, entities it
- * removed are removed). Both instances' new tokens survive.
- */
-export function mergeCaches(base: string, ours: string, latest: string): string {
-  const baseJson = parseCacheJson(base) ?? {};
-  const oursJson = parseCacheJson(ours) ?? {};
-  const result = parseCacheJson(latest) ?? {};
-  for (const section of new Set([...Object.keys(baseJson), ...Object.keys(oursJson)])) {
-    const before = baseJson[section] ?? {};
-    const after = oursJson[section] ?? {};
-    const merged: Record<string, unknown> = { ...(result[section] ?? {}) };
-    for (const [key, value] of Object.entries(after)) {
-      if (!(key in before) || JSON.stringify(before[key]) !== JSON.stringify(value)) merged[key] = value;
-    }
-    for (const key of Object.keys(before)) if (!(key in after)) delete merged[key];
-    result[section] = merged;
-  }
-  return JSON.stringify(result);
-}
 
 export function createPartitionedCachePlugin(options: PartitionedCachePluginOptions): ICachePlugin & { readonly partitionKey: string | undefined } {
   const { store, cipher, ttlMs } = options;
