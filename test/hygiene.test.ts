@@ -81,6 +81,8 @@ describe('options', () => {
     [{ cachePath: '/tmp/x', allowPlaintextFallback: 'yes' }, 'non-boolean flag'],
     [{ cachePath: '/tmp/x', serviceName: '' }, 'empty service name'],
     [{ cachePath: '/tmp/x', lockOptions: { timeoutMs: -1 } }, 'negative timeout'],
+    [{ cachePath: '/tmp/x', lockOptions: { staleAfterMs: 500 } }, 'staleAfterMs below the 1000 ms minimum (breaks live holders)'],
+    [{ cachePath: '/tmp/x', lockOptions: { timeoutMs: Infinity } }, 'infinite timeout'],
   ])('rejects %j (%s) with INVALID_OPTION', async (options: object, _reason: string) => {
     await expect(createCachePlugin(options as never)).rejects.toMatchObject({ code: 'INVALID_OPTION' });
   });
