@@ -1,7 +1,9 @@
 import { ConfidentialClientApplication, PublicClientApplication } from '@azure/msal-node';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { testAuthority } from '../src/token-endpoint.js';
-import { backends, clientId, createTokenEndpoint, findAccount, isLinux, newClient, scopes, signIn, storeOptions } from './helpers.js';
+import { backends, clientId, createTokenEndpoint, findAccount, isLinux, newClient, recordingLogger, scopes, signIn, storeOptions } from './helpers.js';
 
 describe.each(backends)('one process, %s backend', (backend) => {
   const runs = backend !== 'libsecret' || isLinux;
@@ -68,6 +70,45 @@ describe.each(backends)('one process, %s backend', (backend) => {
       const seen = await client.getTokenCache().getAllAccounts();
       expect(users.filter((u) => !findAccount(seen, endpoint, u))).toEqual([]);
     }
+  });
+
+  it.runIf(runs)('a writer whose lock was broken while it was stopped re-applies its write on the newer cache instead of overwriting it', async () => {
+    const options = await storeOptions(backend);
+    const endpoint = createTokenEndpoint();
+    const log = recordingLogger();
+    const { plugin } = await newClient({ ...options, loggerOptions: log.loggerOptions }, endpoint);
+    await signIn((await newClient(options, endpoint)).client, 'before');
+    let stop = true;
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => { resume = resolve; });
+    let stopped!: () => void;
+    const isStopped = new Promise<void>((resolve) => { stopped = resolve; });
+    // Stops inside its first write, after the lock was taken and the store loaded (a SIGSTOP, a debugger).
+    const stalling = new PublicClientApplication({
+      auth: { clientId, authority: testAuthority },
+      cache: {
+        cachePlugin: {
+          async beforeCacheAccess(context) {
+            await plugin.beforeCacheAccess(context);
+            if (context.cacheHasChanged && stop) { stop = false; stopped(); await resumed; }
+          },
+          afterCacheAccess: (context) => plugin.afterCacheAccess(context),
+        },
+      },
+      system: { networkClient: endpoint.networkClient },
+    });
+    const stalled = signIn(stalling, 'stalled');
+    await isStopped;
+    // What another process does once the lock is older than staleAfterMs: break it, then sign in.
+    await rm(`${options.cachePath}.lockfile`);
+    await signIn((await newClient(options, endpoint)).client, 'newer');
+    resume();
+    await stalled;
+    endpoint.refuse = true;
+    const accounts = await (await newClient(options, endpoint)).client.getTokenCache().getAllAccounts();
+    expect(['before', 'newer', 'stalled'].filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
+    expect(log.lines.some((l) => /taken from this process/.test(l.message))).toBe(true);
+    expect(existsSync(`${options.cachePath}.lockfile`)).toBe(false);
   });
 
   it.runIf(runs)('persists refreshed tokens (refresh_token grant) and sign-out', async () => {
