@@ -1,6 +1,6 @@
 // Every file this package writes goes through here: atomic replace, 0600 files, 0700 directories we
-// create, and refusal of symlinked or foreign-owned cache paths.
-import { constants as fsConstants, promises as fs, statSync } from 'node:fs';
+// create, and refusal of symlinked, foreign-owned or group/other-writable cache paths.
+import { closeSync, constants as fsConstants, fstatSync, promises as fs, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
 
@@ -9,10 +9,76 @@ export const directoryMode = 0o700;
 
 // O_NOFOLLOW does not exist on Windows; there symlinks are refused by the lstat check alone.
 const noFollow = fsConstants.O_NOFOLLOW ?? 0;
+// A FIFO swapped in for a cache file would block a plain open until someone writes to it: open
+// without blocking, then refuse anything that is not a regular file. No effect on regular files.
+const noBlock = fsConstants.O_NONBLOCK ?? 0;
 
 /**
- * Checks a path we are about to use: it must not be a symlink, and on POSIX it must belong to us.
- * A missing path is fine.
+ * The user whose files we accept: the effective uid (the one new files are created as); undefined on Windows,
+ * where the profile's ACLs do this job.
+ *
+ * Root gets no exemption. A root process that trusts a directory another user owns is the classic confused
+ * deputy: that user can swap the cache file or marker between our writes (feeding root tokens and accounts of
+ * their choosing) or plant lockfiles and FIFOs that stall it. Root can still use any cache it owns; for a
+ * shared volume owned by someone else the message says to chown it or run as its owner.
+ */
+function ownUid(): number | undefined {
+  return process.geteuid?.();
+}
+
+function octal(mode: number): string {
+  return `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
+}
+
+function assertOwned(path: string, stats: Stats, what: string): void {
+  const uid = ownUid();
+  if (uid === undefined || stats.uid === uid) return;
+  throw new KeychainCacheError('UNSAFE_PATH',
+    `Refusing to use ${what} ${path}: it belongs to user id ${stats.uid} (mode ${octal(stats.mode)}), not to you (user id ${uid}), ` +
+    'so that user could replace or read what is stored there. Use a cachePath inside a directory you own, ' +
+    `or give it to the user running this app (chown ${uid} ${JSON.stringify(path)}).`);
+}
+
+/**
+ * A directory that holds a cache must be ours and writable only by us: whoever else can write in it can
+ * rename our files away and put their own in their place. A sticky directory (like /tmp) is the exception
+ * to "only by us": there nobody else may rename or delete what we created.
+ */
+function assertSafeDirectoryStats(directory: string, stats: Stats): void {
+  if (!stats.isDirectory()) {
+    throw new KeychainCacheError('UNSAFE_PATH', `${directory} is not a directory (symlinks are refused). ` +
+      'Choose a cachePath whose folder is a real directory.');
+  }
+  if (ownUid() === undefined) return;
+  assertOwned(directory, stats, 'the cache directory');
+  const writableByOthers = (stats.mode & 0o022) !== 0;
+  const sticky = (stats.mode & 0o1000) !== 0;
+  if (writableByOthers && !sticky) {
+    throw new KeychainCacheError('UNSAFE_PATH',
+      `Refusing to use the cache directory ${directory}: its mode is ${octal(stats.mode)}, so other users can write in it ` +
+      `and replace the cache with their own. Remove their write access (chmod go-w ${JSON.stringify(directory)}) ` +
+      'or choose a cachePath in a directory only you can write.');
+  }
+}
+
+/**
+ * Checks a cache directory: a real directory (not a symlink), ours, and not writable by others unless sticky.
+ * With `allowMissing`, a directory that does not exist passes (it is created again, 0700, at the next write).
+ */
+export async function assertSafeDirectory(directory: string, options: { allowMissing?: boolean } = {}): Promise<void> {
+  let stats;
+  try {
+    stats = await fs.lstat(directory);
+  } catch (error) {
+    if (options.allowMissing && systemErrorCode(error) === 'ENOENT') return;
+    throw describeFileError(error, 'inspect the cache directory', directory);
+  }
+  assertSafeDirectoryStats(directory, stats);
+}
+
+/**
+ * Checks a path we are about to use: it must not be a symlink, and on POSIX it must belong to us (a
+ * directory must also not be writable by others, see assertSafeDirectory). A missing path is fine.
  */
 export async function assertSafePath(path: string): Promise<void> {
   let stats;
@@ -20,32 +86,42 @@ export async function assertSafePath(path: string): Promise<void> {
     stats = await fs.lstat(path);
   } catch (error) {
     if (systemErrorCode(error) === 'ENOENT') return;
-    throw error;
+    throw describeFileError(error, 'inspect', path);
   }
   if (stats.isSymbolicLink()) {
     throw new KeychainCacheError('UNSAFE_PATH',
       `Refusing to use ${path}: it is a symbolic link, which could send the token cache somewhere else. ` +
       'Point cachePath at a regular file in a directory only you can write.');
   }
-  const uid = process.getuid?.();
-  if (uid !== undefined && uid !== 0 && stats.uid !== uid) {
-    throw new KeychainCacheError('UNSAFE_PATH',
-      `Refusing to use ${path}: it belongs to user id ${stats.uid}, not to you (${uid}). ` +
-      'Use a cachePath inside your own home directory.');
-  }
+  if (stats.isDirectory()) assertSafeDirectoryStats(path, stats);
+  else assertOwned(path, stats, 'the file');
 }
 
-/** Creates the directory (and missing parents) with mode 0700; an existing directory is left as it is. */
+/**
+ * Creates the directory (and missing parents) with mode 0700; an existing one is left as it is. Either way
+ * it must then pass assertSafeDirectory.
+ */
 export async function ensureDirectory(directory: string): Promise<void> {
   try {
     await fs.mkdir(directory, { recursive: true, mode: directoryMode });
   } catch (error) {
     throw describeFileError(error, 'create the cache directory', directory);
   }
-  const stats = await fs.lstat(directory);
-  if (!stats.isDirectory()) {
-    throw new KeychainCacheError('UNSAFE_PATH', `${directory} is not a directory (symlinks are refused). ` +
-      'Choose a cachePath whose folder is a real directory.');
+  await assertSafeDirectory(directory);
+}
+
+/**
+ * Runs `create`, which makes something at `path` (a temp file, a lockfile). When it fails with ENOENT because
+ * the directory was deleted while the app ran (a user cleaning ~/.cache, a tmp reaper), the directory is
+ * created again (0700, checked) and `create` runs once more.
+ */
+export async function withDirectoryRecreated<T>(path: string, create: () => Promise<T>): Promise<T> {
+  try {
+    return await create();
+  } catch (error) {
+    if (systemErrorCode(error) !== 'ENOENT') throw error;
+    await ensureDirectory(dirname(path));
+    return create();
   }
 }
 
@@ -55,16 +131,37 @@ export async function readFileIfExists(path: string): Promise<string | null> {
   return bytes === null ? null : bytes.toString('utf8');
 }
 
-/** Reads a whole file without following a symlink; `null` when it does not exist. */
+/**
+ * Reads a whole file without following a symlink; `null` when it does not exist. Checked at every load, not
+ * only when the store was created: the directory must still be safe, and the handle actually opened must be
+ * a regular file we own, so a file swapped in after creation is refused before a byte of it is read. Its mode
+ * is not checked: msal-node-extensions' files may be 0644 and must stay readable (our writes are 0600).
+ */
 export async function readBytesIfExists(path: string): Promise<Buffer | null> {
+  const directory = dirname(path);
+  let directoryStats;
+  try {
+    directoryStats = await fs.lstat(directory);
+  } catch (error) {
+    // A deleted cache directory holds no cache; the next write creates it again.
+    if (systemErrorCode(error) === 'ENOENT') return null;
+    throw describeFileError(error, 'inspect the cache directory', directory);
+  }
+  assertSafeDirectoryStats(directory, directoryStats);
   let handle;
   try {
-    handle = await fs.open(path, fsConstants.O_RDONLY | noFollow);
+    handle = await fs.open(path, fsConstants.O_RDONLY | noFollow | noBlock);
   } catch (error) {
     if (systemErrorCode(error) === 'ENOENT') return null;
     throw describeFileError(error, 'read', path);
   }
   try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      throw new KeychainCacheError('UNSAFE_PATH', `Refusing to read ${path}: it is not a regular file. ` +
+        'Remove it (the cache is written again at the next sign-in) or choose another cachePath.');
+    }
+    assertOwned(path, stats, 'the cache file');
     return await handle.readFile();
   } catch (error) {
     throw describeFileError(error, 'read', path);
@@ -73,7 +170,11 @@ export async function readBytesIfExists(path: string): Promise<Buffer | null> {
   }
 }
 
-/** A short identity of the file's current version: changes whenever it is replaced or written. */
+/**
+ * A short identity of the file's current version: changes whenever it is replaced or written. Our writes
+ * give every version a later mtime than the one it replaces (see stampNewVersion), so this cannot repeat
+ * even when the file system reuses the inode within one timestamp tick and the size stays the same.
+ */
 export async function fileStamp(path: string): Promise<string> {
   try {
     // Synchronous on purpose: this runs on every silent token call, and a local stat (a few microseconds)
@@ -87,7 +188,39 @@ export async function fileStamp(path: string): Promise<string> {
   }
 }
 
-let tempCounter = 0;
+// Markers hold `{"version":"<32 hex>"}`; anything longer is cut here (the stat still covers it).
+const markerReadBytes = 128;
+const markerBuffer = Buffer.alloc(markerReadBytes);
+
+/**
+ * fileStamp plus the first bytes of a small marker file, whose content is a fresh random version on every
+ * save: the marker keeps its size, and another process's saves need not go through our mtime stamping
+ * (msal-node-extensions writes markers too), so the content is what makes the token exact. Synchronous,
+ * like fileStamp: open, fstat, one read, close.
+ */
+export function markerStamp(path: string): string {
+  let fd;
+  try {
+    fd = openSync(path, fsConstants.O_RDONLY | noFollow | noBlock);
+  } catch (error) {
+    if (systemErrorCode(error) === 'ENOENT') return 'absent';
+    throw describeFileError(error, 'inspect', path);
+  }
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) {
+      throw new KeychainCacheError('UNSAFE_PATH', `Refusing to read the change marker ${path}: it is not a regular file. ` +
+        'Remove it (it is written again at the next save) or choose another cachePath.');
+    }
+    const length = readSync(fd, markerBuffer, 0, markerReadBytes, 0);
+    return `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}:${markerBuffer.toString('latin1', 0, length)}`;
+  } catch (error) {
+    throw describeFileError(error, 'read', path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 const queues = new Map<string, Promise<unknown>>();
 
 export interface AtomicWriteOptions {
@@ -100,7 +233,7 @@ export interface AtomicWriteOptions {
 /**
  * Replaces `path` with `data` so that a reader sees the old or the new file, never a torn one, even if
  * the process dies mid-write: temp file in the same directory, fsync, rename. Writes to one path from
- * this process run in order.
+ * this process run in order. A cache directory deleted meanwhile is created again.
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
   const previous = queues.get(path) ?? Promise.resolve();
@@ -111,29 +244,87 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, options
 }
 
 async function writeNow(path: string, data: string | Uint8Array, options: AtomicWriteOptions): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
+  const platform = options.platform ?? process.platform;
+  let temp: string | undefined;
   let renamed = false;
   try {
-    const handle = await fs.open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | noFollow, fileMode);
+    const created = await withDirectoryRecreated(path, () => createTemp(path));
+    temp = created.temp;
     try {
-      await handle.writeFile(data);
-      if (options.durable !== false) await handle.sync();
+      await created.handle.writeFile(data);
+      await stampNewVersion(created.handle, path);
+      if (options.durable !== false) await created.handle.sync();
     } finally {
-      await handle.close();
+      await created.handle.close();
     }
-    await renameWithRetry(temp, path, options.platform ?? process.platform);
+    await renameWithRetry(temp, path, platform);
     renamed = true;
   } catch (error) {
     const code = systemErrorCode(error);
-    if ((options.platform ?? process.platform) === 'win32' && code && windowsBusyCodes.has(code)) {
+    if (platform === 'win32' && code && windowsBusyCodes.has(code)) {
       throw new KeychainCacheError('STORE_FAILED', `Could not replace ${path}: Windows kept it in use by another ` +
         `program for ${windowsRetryMs / 1000} s (${code}), e.g. an antivirus scan, a backup tool or a process reading ` +
         'it in a loop. The previous cache is intact; try again, or exclude the folder from real-time scanning.', { cause: error });
     }
     throw describeFileError(error, 'write', path);
   } finally {
-    if (!renamed) await fs.unlink(temp).catch(() => undefined);
+    // Only a temp file we created ourselves: a name that collided belongs to someone else.
+    if (temp !== undefined && !renamed) await fs.unlink(temp).catch(() => undefined);
   }
+}
+
+/**
+ * Creates `.<name>.<random>.tmp` next to `path` (exclusive, no symlink, 0600). Random, not pid + counter:
+ * several copies of this code share one pid (worker threads, the ESM and CJS builds, two installed
+ * versions) and containers on one volume are all pid 1, so a counter repeats; a collision is retried.
+ */
+async function createTemp(path: string): Promise<{ temp: string; handle: fs.FileHandle }> {
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | noFollow;
+  for (let attempt = 1; ; attempt++) {
+    const temp = join(dirname(path), `.${basename(path)}.${randomHex(8)}.tmp`);
+    try {
+      return { temp, handle: await fs.open(temp, flags, fileMode) };
+    } catch (error) {
+      if (systemErrorCode(error) !== 'EEXIST' || attempt >= 5) throw error;
+    }
+  }
+}
+
+// The last mtime this process gave each path, shared by every copy of this module in the process (the ESM and
+// CJS builds, two installed versions): after a delete there is no file left to read it from.
+interface StampRegistry { lastMtimeMs: Map<string, number> }
+const stampRegistryKey = Symbol.for('msal-keychain-cache.files.stamps.v1');
+const stampRegistry: StampRegistry = ((globalThis as Record<symbol, StampRegistry | undefined>)[stampRegistryKey] ??= { lastMtimeMs: new Map() });
+
+// From fine (ext4, APFS, NTFS: ns or 100 ns) to coarse (exFAT 10 ms, ext3 and HFS+ 1 s, FAT 2 s).
+const mtimeStepsMs = [0.002, 0.1, 10, 1000, 2000];
+
+/**
+ * Gives the new version (still the temp file) an mtime later than the one of the file it replaces, read back
+ * to be sure the file system kept it. The change token includes the mtime, so it moves on every save even
+ * when the inode is reused within one timestamp tick and the size is the same. Close to the wall clock
+ * (msal-node-extensions reloads when the mtime is newer than its last sync), never behind the previous one.
+ */
+async function stampNewVersion(handle: fs.FileHandle, path: string): Promise<void> {
+  let previous = stampRegistry.lastMtimeMs.get(path) ?? -Infinity;
+  try {
+    previous = Math.max(previous, (await fs.stat(path)).mtimeMs);
+  } catch (error) {
+    if (systemErrorCode(error) !== 'ENOENT') throw error;
+  }
+  const now = performance.timeOrigin + performance.now();
+  let stored = previous;
+  for (const step of mtimeStepsMs) {
+    const target = Math.max(now, previous + step) / 1000;
+    await handle.utimes(target, target);
+    stored = (await handle.stat()).mtimeMs;
+    if (stored > previous) break;
+  }
+  const seen = stampRegistry.lastMtimeMs;
+  seen.delete(path);
+  seen.set(path, stored);
+  // Bounded: verify probes use a fresh name each time. The oldest entries go first.
+  if (seen.size > 256) seen.delete(seen.keys().next().value!);
 }
 
 const windowsBusyCodes = new Set(['EPERM', 'EBUSY', 'EACCES']);

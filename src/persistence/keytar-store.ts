@@ -1,6 +1,8 @@
 import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
-import { assertSafePath, corruptName, ensureDirectory, fileStamp, randomHex, readFileIfExists, writeFileAtomic } from '../files.js';
+import {
+  assertSafeDirectory, assertSafePath, corruptName, ensureDirectory, markerStamp, randomHex, readFileIfExists, writeFileAtomic,
+} from '../files.js';
 import { deleteFile } from './plaintext-file.js';
 import { loadKeytar } from './keytar-binding.js';
 import type { Persistence } from './types.js';
@@ -64,6 +66,8 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
   };
 
   const load = async (): Promise<string | null> => {
+    // The directory holds the marker and the lockfile: checked at every load, as the file backends check theirs.
+    await assertSafeDirectory(dirname(cachePath), { allowMissing: true });
     const contents = await call('read the', () => keytar.getPassword(serviceName, accountName));
     if (contents === null && probeWhenEmpty && (await readFileIfExists(cachePath)) !== null) {
       // A marker says a cache was written here: make sure an empty answer is not a locked keyring.
@@ -87,7 +91,9 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
       await deleteFile(cachePath);
       return deleted;
     },
-    changeToken: () => fileStamp(cachePath),
+    // The marker's content version, not only its stat: a same-size marker on a reused inode within one
+    // timestamp tick has the same stat (issue 10).
+    changeToken: async () => markerStamp(cachePath),
     quarantine: async () => {
       const bytes = await call('read the', () => keytar.getPassword(serviceName, accountName));
       const asideAccount = corruptName(accountName);
