@@ -4,12 +4,19 @@
 // - Linux: before the app's `ready`, isEncryptionAvailable() is false, getSelectedStorageBackend() is
 //   'unknown' and encrypting throws. After it, a keyring backend ('gnome_libsecret', 'kwallet'...) gives
 //   "v11" + AES-128-CBC with a key from the keyring's password; 'basic_text' gives "v10" + the same cipher
-//   with Chromium's hard-coded password "peanuts" (available, and protecting nothing). Input without a
-//   v10/v11 prefix is returned as it is, as Chromium does for data from before encryption existed.
+//   with Chromium's hard-coded password "peanuts" (available, and protecting nothing). A 'basic_text'
+//   session has no keyring key, so it refuses "v11" data as OSCrypt does.
 // - win32: "v10" + AES-256-GCM (12-byte nonce, 16-byte tag): a flipped byte is refused.
 // - darwin: "v10" + AES-128-CBC with the Keychain-held password, 1003 PBKDF2 rounds.
 // `api` chooses which methods exist: 'sync' (Electron < 39), 'async' (Electron 46 dropped the sync ones),
 // or 'both' (Electron 39-45).
+// Errors are Electron's own texts (shell/browser/api/electron_api_safe_storage.cc): empty input decrypts to
+// '', input without a v10/v11 prefix is "Ciphertext does not appear to be encrypted.", refused bytes are
+// "Error while decrypting the ciphertext provided to safeStorage.decryptString[Async].".
+// loseKey() simulates the OS store that holds the key becoming unreachable after start (the keyring daemon
+// gone or locked, DPAPI's profile key not loaded): the sync API then reports encryption unavailable and
+// throws "... is not available."; the async API (which keeps its encryptor once it has one) rejects
+// decryption as "temporarily unavailable" and encryption as a plain failure. restoreKey() undoes it.
 import { createCipheriv, createDecipheriv, pbkdf2Sync, randomBytes } from 'node:crypto';
 
 const cbcIv = Buffer.alloc(16, ' ');
@@ -26,23 +33,28 @@ export function createSafeStorageStandIn(options = {}) {
   const keyringPassword = options.keyringPassword ?? 'stand-in keyring password';
   let ready = options.ready ?? true;
   let plainTextForced = false;
+  let keyReachable = true;
 
   const cbcKey = (password, rounds) => pbkdf2Sync(password, 'saltysalt', rounds, 16, 'sha1');
   const gcmKey = pbkdf2Sync(keyringPassword, 'dpapi-protected key', 1, 32, 'sha256');
   const linuxBasic = () => backend === 'basic_text' || plainTextForced;
 
   const available = () => {
-    if (!ready) return false;
+    if (!ready || !keyReachable) return false;
     if (platform === 'linux') return backend !== 'unknown';
     return true;
   };
-  const notAvailable = (what) =>
-    new Error(`Error while ${what} the text provided to safeStorage.${what === 'encrypting' ? 'encryptString' : 'decryptString'}. ` +
-      'Encryption is not available.');
+  const beforeReady = () => new Error('safeStorage cannot be used before app is ready');
+  const decryptFailed = (method) => new Error(`Error while decrypting the ciphertext provided to safeStorage.${method}.`);
 
-  const encrypt = (plainText) => {
+  const encrypt = (plainText, method = 'encryptString') => {
     if (typeof plainText !== 'string') throw new TypeError('plainText must be a string');
-    if (!available()) throw notAvailable('encrypting');
+    if (!ready) throw beforeReady();
+    if (!available()) {
+      throw new Error(method === 'encryptString'
+        ? 'Error while encrypting the text provided to safeStorage.encryptString. Encryption is not available.'
+        : `Error while encrypting the text provided to safeStorage.${method}.`);
+    }
     const data = Buffer.from(plainText, 'utf8');
     if (platform === 'win32') {
       const nonce = randomBytes(12);
@@ -56,10 +68,19 @@ export function createSafeStorageStandIn(options = {}) {
     return Buffer.concat([Buffer.from(prefix), cipher.update(data), cipher.final()]);
   };
 
-  const decrypt = (encrypted) => {
-    if (!Buffer.isBuffer(encrypted)) throw new TypeError('Expected the first argument of decryptString() to be a buffer');
-    if (!available()) throw notAvailable('decrypting');
+  const decrypt = (encrypted, method = 'decryptString') => {
+    if (!ready) throw beforeReady();
+    if (!Buffer.isBuffer(encrypted)) throw new TypeError(`Expected the first argument of ${method}() to be a buffer`);
+    if (!available()) {
+      throw new Error(method === 'decryptString'
+        ? 'Error while decrypting the ciphertext provided to safeStorage.decryptString. Decryption is not available.'
+        : `safeStorage.${method} is temporarily unavailable. Please try again.`);
+    }
+    if (encrypted.length === 0) return '';
     const prefix = encrypted.subarray(0, 3).toString('latin1');
+    if (prefix !== 'v10' && prefix !== 'v11') {
+      throw new Error(`Error while decrypting the ciphertext provided to safeStorage.${method}. Ciphertext does not appear to be encrypted.`);
+    }
     try {
       if (platform === 'win32') {
         if (prefix !== 'v10' || encrypted.length < 3 + 12 + 16) throw new Error('bad header');
@@ -69,19 +90,19 @@ export function createSafeStorageStandIn(options = {}) {
       }
       let key;
       if (platform === 'darwin') {
-        if (prefix !== 'v10') return encrypted.toString('utf8');
+        if (prefix !== 'v10') throw new Error('unknown version');
         key = cbcKey(keyringPassword, 1003);
       } else if (prefix === 'v10') {
         key = cbcKey('peanuts', 1);
-      } else if (prefix === 'v11') {
-        key = cbcKey(keyringPassword, 1);
+      } else if (backend === 'basic_text') {
+        throw new Error('no keyring key in a basic_text session');
       } else {
-        return encrypted.toString('utf8'); // never encrypted (Chromium's legacy rule)
+        key = cbcKey(keyringPassword, 1);
       }
       const decipher = createDecipheriv('aes-128-cbc', key, cbcIv);
       return Buffer.concat([decipher.update(encrypted.subarray(3)), decipher.final()]).toString('utf8');
     } catch {
-      throw new Error('Error while decrypting the ciphertext provided to safeStorage.decryptString.');
+      throw decryptFailed(method);
     }
   };
 
@@ -95,10 +116,11 @@ export function createSafeStorageStandIn(options = {}) {
   }
   if (api !== 'sync') {
     Object.assign(safeStorage, {
-      isAsyncEncryptionAvailable: async () => available(),
-      encryptStringAsync: async (plainText) => encrypt(plainText),
+      // Electron keeps the async encryptor once it has one: a key lost later does not make this false.
+      isAsyncEncryptionAvailable: async () => ready && (platform !== 'linux' || backend !== 'unknown'),
+      encryptStringAsync: async (plainText) => encrypt(plainText, 'encryptStringAsync'),
       decryptStringAsync: async (encrypted) => {
-        const result = decrypt(encrypted);
+        const result = decrypt(encrypted, 'decryptStringAsync');
         // Data under the hard-coded key should be re-encrypted once a keyring key is available.
         const shouldReEncrypt = platform === 'linux' && !linuxBasic() && encrypted.subarray(0, 3).toString('latin1') === 'v10';
         return { shouldReEncrypt, result };
@@ -116,5 +138,8 @@ export function createSafeStorageStandIn(options = {}) {
     safeStorage,
     /** What Electron does when the app emits `ready`. */
     emitReady() { ready = true; },
+    /** The OS store holding the key becomes unreachable (see the header); the bytes already written are untouched. */
+    loseKey() { keyReachable = false; },
+    restoreKey() { keyReachable = true; },
   };
 }

@@ -46,8 +46,19 @@ export function candidatesFor(options: Pick<ResolvedPersistenceOptions, 'backend
   return encryptedCandidates(options.platform);
 }
 
-async function openBackend(kind: BackendKind, options: ResolvedPersistenceOptions): Promise<Persistence> {
-  const { cachePath, serviceName, accountName, platform, env } = options;
+/**
+ * Where the plaintext fallback keeps its cache: a sibling of `cachePath`, never `cachePath` itself. The encrypted
+ * backend owns `cachePath` (libsecret and the Keychain keep their change marker there, dpapi-file and safe-storage
+ * the encrypted cache), so a run that falls back (over SSH, say) and a run that does not (the desktop) each keep
+ * their own cache and neither overwrites the other's (issue 10). `backend: 'plaintext-file'` chosen explicitly
+ * still uses `cachePath`, msal-node-extensions' FilePersistence layout.
+ */
+export function plaintextFallbackPath(cachePath: string): string {
+  return `${cachePath}.plaintext`;
+}
+
+async function openBackend(kind: BackendKind, options: ResolvedPersistenceOptions, cachePath = options.cachePath): Promise<Persistence> {
+  const { serviceName, accountName, platform, env } = options;
   switch (kind) {
     case 'dpapi-file':
       return createDpapiPersistence({
@@ -73,15 +84,16 @@ async function openBackend(kind: BackendKind, options: ResolvedPersistenceOption
   }
 }
 
-async function attempt(kind: BackendKind, options: ResolvedPersistenceOptions): Promise<{ persistence?: Persistence; attempt: BackendAttempt; error?: KeychainCacheError }> {
+async function attempt(kind: BackendKind, options: ResolvedPersistenceOptions, cachePath = options.cachePath): Promise<{ persistence?: Persistence; attempt: BackendAttempt; error?: KeychainCacheError }> {
   const started = performance.now();
   try {
-    const persistence = await openBackend(kind, options);
+    const persistence = await openBackend(kind, options, cachePath);
     if (options.verify) await persistence.verify();
     return { persistence, attempt: { kind, usable: true, ms: performance.now() - started } };
   } catch (caught) {
+    // Something we did not classify is not proof that the store is absent: STORE_FAILED, which never falls back.
     const error = caught instanceof KeychainCacheError ? caught
-      : new KeychainCacheError('BACKEND_UNAVAILABLE', `The ${kind} backend failed to start (see cause).`, { cause: caught });
+      : new KeychainCacheError('STORE_FAILED', `The ${kind} backend failed to start with an unexpected error (see cause).`, { cause: caught });
     return { error, attempt: { kind, usable: false, reason: error.message, code: error.code, ms: performance.now() - started } };
   }
 }
@@ -115,26 +127,42 @@ export async function selectPersistence(resolved: ResolvedPersistenceOptions, lo
 
   const why = lastError ? lastError.message
     : `msal-keychain-cache has no encrypted backend for ${resolved.platform} in this version.`;
-  if (resolved.backend === undefined && resolved.allowPlaintextFallback) {
-    const result = await attempt('plaintext-file', resolved);
+  // Only an absent store falls back. A locked keyring, a refused access, an unsafe path or a failing store
+  // exists and holds (or will hold) the user's tokens: falling back would hide it and split the cache in two.
+  const unavailable = !lastError || lastError.code === 'BACKEND_UNAVAILABLE';
+  if (resolved.backend === undefined && resolved.allowPlaintextFallback && unavailable) {
+    const result = await attempt('plaintext-file', resolved, plaintextFallbackPath(resolved.cachePath));
     attempts.push(result.attempt);
     if (result.persistence) {
-      warnPlaintext(logger, result.persistence, `no secret store works: ${why}`);
+      warnPlaintext(logger, result.persistence, `no secret store works here: ${withoutPlaintextAdvice(why)} ` +
+        `${resolved.cachePath} is left to the encrypted store, so runs that reach it (a desktop session) keep their ` +
+        'own cache and this one does not touch it');
       return { persistence: result.persistence, attempts };
     }
-    lastError = result.error;
-    return { attempts, error: lastError };
+    return { attempts, error: result.error };
   }
-  if (resolved.backend === undefined) attempts.push({ kind: 'plaintext-file', usable: false, reason: plaintextRefused, code: 'PLAINTEXT_NOT_ALLOWED', ms: 0 });
-  const error = lastError?.code === 'BACKEND_UNAVAILABLE' || !lastError
-    ? new KeychainCacheError('BACKEND_UNAVAILABLE', `No encrypted token cache is available. ${why}`, { cause: lastError })
+  if (resolved.backend === undefined) {
+    attempts.push(resolved.allowPlaintextFallback
+      ? { kind: 'plaintext-file', usable: false, code: lastError!.code, ms: 0,
+        reason: `Not used: the plaintext fallback is only for a store that does not exist here, and this one answered ${lastError!.code}.` }
+      : { kind: 'plaintext-file', usable: false, reason: plaintextRefused, code: 'PLAINTEXT_NOT_ALLOWED', ms: 0 });
+  }
+  const error = unavailable
+    ? new KeychainCacheError('BACKEND_UNAVAILABLE', `No encrypted token cache is available. ${why}${
+      resolved.backend === undefined && !/allowPlaintextFallback/.test(why)
+        ? ' Or, to accept an unencrypted cache file, pass allowPlaintextFallback: true.' : ''}`, { cause: lastError })
     : lastError;
   return { attempts, error };
 }
 
+/** The backend's reason without its "or pass allowPlaintextFallback" advice, which the flag has already taken. */
+function withoutPlaintextAdvice(message: string): string {
+  return message.split(/(?<=\.)\s+/).filter((sentence) => !sentence.includes('allowPlaintextFallback')).join(' ');
+}
+
 function warnPlaintext(logger: Logger, persistence: Persistence, why: string): void {
-  logger.warning(`Tokens are stored UNENCRYPTED in ${persistence.cachePath} because ${why}. ` +
-    'Anyone who can read that file can use them. allowPlaintextFallback is true.');
+  logger.warning(`Tokens are stored UNENCRYPTED in ${persistence.cachePath} because ${why.replace(/\.?$/, '.')} ` +
+    'Anyone who can read that file can use them; allowPlaintextFallback: true accepted this.');
 }
 
 /**
