@@ -32,7 +32,8 @@ const busConfig = (socketDir) => `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DT
 
 /**
  * @typedef {{ env: Record<string, string>, root: string, stop: () => Promise<void>,
- *             lockCollection: () => Promise<void>, startSecretService: () => Promise<void> }} PrivateKeyring
+ *             lockCollection: () => Promise<void>, startSecretService: () => Promise<void>,
+ *             restartUnlocked: () => Promise<void> }} PrivateKeyring
  */
 
 /**
@@ -80,6 +81,18 @@ export async function startPrivateKeyring(options = {}) {
     await rm(root, { recursive: true, force: true });
   };
 
+  // Unlocking over D-Bus needs a prompt, which a headless keyring cannot show: what a user does at login
+  // (the daemon started again with the password) is what this does. Items are kept on disk under HOME.
+  const restartUnlocked = async () => {
+    const previous = keyringDaemon;
+    if (previous && previous.exitCode === null && previous.signalCode === null) {
+      const exited = new Promise((resolve) => previous.once('exit', resolve));
+      previous.kill('SIGTERM');
+      await exited;
+    }
+    await startSecretService();
+  };
+
   const lockCollection = async () => {
     await dbusSend(env, '/org/freedesktop/secrets', 'org.freedesktop.Secret.Service.Lock',
       'array:objpath:/org/freedesktop/secrets/collection/login');
@@ -91,7 +104,7 @@ export async function startPrivateKeyring(options = {}) {
     await stop();
     throw error;
   }
-  return { env, root, stop, lockCollection, startSecretService };
+  return { env, root, stop, lockCollection, startSecretService, restartUnlocked };
 }
 
 /** @param {Record<string, string>} env @param {string} path @param {string} method @param {...string} args */
