@@ -1,7 +1,8 @@
 // Cross-process mutual exclusion with a lockfile created exclusively (O_EXCL), the holder's pid on its
 // first line, so msal-node-extensions processes (which write just the pid) and ours exclude each other.
 //
-// Lockfile lines: pid, host, nonce (unique per acquisition), boot id, PID namespace, process start time.
+// Lockfile lines: pid, host, nonce (unique per acquisition), boot id, PID namespace, process start time, and
+// the holding thread (its id and start time: a worker thread can end while the process lives on).
 // A pid alone does not identify a holder: worker threads and every copy of our code in a process share it,
 // and containers on one volume are all pid 1. The last three lines are facts every copy of our code in every
 // thread and process can check for itself, so no in-process registry has to agree on who holds what.
@@ -13,6 +14,7 @@
 //  - same namespace, pid dead (or a zombie): stale at once;
 //  - same namespace, pid alive but started at another time than the holder recorded (or, for a lockfile
 //    without that record, started after the lockfile was written): the pid was reused, stale at once;
+//  - same process, but the thread that took it has exited (a worker thread terminated mid-write): stale at once;
 //  - otherwise the holder is alive: stale only when untouched for staleAfterMs (it is stopped: SIGSTOP, a
 //    debugger, a paused VM). A holder that wakes up after that proves it still holds the lock before it saves
 //    (`stillHeld`), so it never writes over the newer writer.
@@ -56,6 +58,8 @@ export interface LockHolder {
   bootId: string | undefined;
   pidNamespace: string | undefined;
   startTime: string | undefined;
+  /** `<thread id>:<thread start time>` of the thread that took the lock (Linux). */
+  thread: string | undefined;
 }
 
 const ourHost = hostname();
@@ -159,16 +163,37 @@ function watchForRelease(lockPath: string): ReleaseWaiter {
 }
 
 /** This process's identity, read once per copy of our code: every copy in every thread reads the same facts. */
-interface ProcessIdentity { bootId: string | undefined; pidNamespace: string | undefined; startTime: string | undefined }
+// Module state is per copy of our code, and every worker thread loads its own copies: so `thread` is this
+// thread's, while the rest is the same in every copy and thread of the process.
+interface ProcessIdentity {
+  bootId: string | undefined;
+  pidNamespace: string | undefined;
+  startTime: string | undefined;
+  thread: string | undefined;
+}
 let ourIdentity: ProcessIdentity | undefined;
 
 function identity(): ProcessIdentity {
   ourIdentity ??= {
     bootId: readProc('/proc/sys/kernel/random/boot_id'),
-    pidNamespace: (() => { try { return readlinkSync('/proc/self/ns/pid'); } catch { return undefined; } })(),
+    pidNamespace: readLink('/proc/self/ns/pid'),
     startTime: processStartTime('self'),
+    thread: (() => {
+      // `<pid>/task/<tid>`: the calling thread (this runs on the JavaScript thread of this isolate).
+      const tid = readLink('/proc/thread-self')?.split('/').at(-1);
+      const start = tid === undefined ? undefined : processStartTime(`self/task/${tid}`);
+      return tid && start ? `${tid}:${start}` : undefined;
+    })(),
   };
   return ourIdentity;
+}
+
+function readLink(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 function readProc(path: string): string | undefined {
@@ -179,8 +204,8 @@ function readProc(path: string): string | undefined {
   }
 }
 
-/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. Undefined off Linux. */
-function processStartTime(pid: number | 'self'): string | undefined {
+/** Field 22 of /proc/<pid>/stat: when the process (or thread) started, in clock ticks since boot. Undefined off Linux. */
+function processStartTime(pid: number | string): string | undefined {
   const stat = readProc(`/proc/${pid}/stat`);
   if (stat === undefined) return undefined;
   // The command name (field 2) may hold spaces and parentheses: count fields after its closing ')'.
@@ -215,7 +240,7 @@ async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger
     }
   }
   try {
-    await handle.writeFile(`${process.pid}\n${ourHost}\n${nonce}\n${me.bootId ?? ''}\n${me.pidNamespace ?? ''}\n${me.startTime ?? ''}\n`);
+    await handle.writeFile(`${process.pid}\n${ourHost}\n${nonce}\n${me.bootId ?? ''}\n${me.pidNamespace ?? ''}\n${me.startTime ?? ''}\n${me.thread ?? ''}\n`);
     await handle.close();
   } catch (error) {
     // A lockfile without its owner would block everyone for the unreadable grace: remove it.
@@ -302,13 +327,13 @@ async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger
 }
 
 export function parseHolder(text: string): LockHolder | undefined {
-  const [pidLine, hostLine, nonceLine, bootLine, namespaceLine, startLine] = text.split(/\r?\n/);
+  const [pidLine, hostLine, nonceLine, bootLine, namespaceLine, startLine, threadLine] = text.split(/\r?\n/);
   const pid = Number.parseInt(pidLine?.trim() ?? '', 10);
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   const field = (line: string | undefined) => line?.trim() || undefined;
   return {
     pid, host: field(hostLine), nonce: field(nonceLine),
-    bootId: field(bootLine), pidNamespace: field(namespaceLine), startTime: field(startLine),
+    bootId: field(bootLine), pidNamespace: field(namespaceLine), startTime: field(startLine), thread: field(threadLine),
   };
 }
 
@@ -354,6 +379,10 @@ async function inspectLock(lockPath: string, staleAfterMs: number): Promise<Verd
     const startTime = holder.pid === process.pid ? me.startTime : processStartTime(holder.pid!);
     if (startTime !== undefined && startTime !== holder.startTime) {
       return { stale: true, reason: `process ${holder.pid} that held it has exited and its pid was reused`, holder, identity: lockIdentity };
+    }
+    const [tid, threadStart] = holder.thread?.split(':') ?? [];
+    if (startTime !== undefined && tid && processStartTime(`${holder.pid}/task/${tid}`) !== threadStart) {
+      return { stale: true, reason: `the thread of process ${holder.pid} that held it has ended`, holder, identity: lockIdentity };
     }
   } else {
     // msal-node-extensions (and our older versions) record no start time: a lockfile older than the process

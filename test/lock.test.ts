@@ -5,6 +5,7 @@ import { chmod, mkdir, readFile, readlink, stat, utimes, writeFile } from 'node:
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { acquireFileLock } from '../src/file-lock.js';
 import { backends, deadPid, forChild, isLinux, repoRoot, runFixture, startFixture, storeOptions, tempDir } from './helpers.js';
@@ -156,6 +157,19 @@ describe('file lock', () => {
     // Same pid, another start time: an earlier process whose pid we now have. Taken at once.
     await writeFile(lockPath, `${process.pid}\n${hostname()}\nearlier\n${boot}\n${namespace}\n${Number(ours) - 1}\n`);
     await (await acquireFileLock(lockPath, { timeoutMs: 300, staleAfterMs: 600_000 }))();
+  });
+
+  it('a live worker thread\'s lock is respected by the main thread; a terminated worker\'s lock is taken at once', async () => {
+    const lockPath = await lockPathIn();
+    const lockModule = pathToFileURL(join(repoRoot, 'dist', 'esm', 'file-lock.js')).href;
+    const worker = new Worker(`import(${JSON.stringify(lockModule)}).then(async (m) => { await m.acquireFileLock(` +
+      `${JSON.stringify(lockPath)}); require('node:worker_threads').parentPort.postMessage('held'); setInterval(() => {}, 1000); });`,
+      { eval: true });
+    await new Promise((resolve) => worker.once('message', resolve));
+    // Same pid, same process start time: only the thread tells them apart.
+    await expect(acquireFileLock(lockPath, { timeoutMs: 300, staleAfterMs: 600_000 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    await worker.terminate();
+    await (await acquireFileLock(lockPath, { timeoutMs: 2000, staleAfterMs: 600_000 }))();
   });
 
   it('respects a holder in another PID namespace (its pid cannot be probed from here) until it is untouched for staleAfterMs', async () => {
