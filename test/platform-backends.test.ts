@@ -1,11 +1,12 @@
 // Backend-specific behaviour beyond the shared contract: Electron safeStorage (through the stand-in),
 // and the macOS Keychain's error mapping (keytar passes on the Security framework's messages).
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PublicClientApplication } from '@azure/msal-node';
 import { describe, expect, it } from 'vitest';
 import { createSafeStorageStandIn } from '../scripts/safe-storage-stand-in.mjs';
 import { createCachePlugin, createPersistence, type SafeStorageLike } from '../src/index.js';
+import { dpapiErrorCode, explainDpapiFailure } from '../src/persistence/dpapi-file.js';
 import { explainKeychainError } from '../src/persistence/keychain.js';
 import { createTokenEndpoint, testAuthority } from '../src/token-endpoint.js';
 import { clientId, recordingLogger, tempDir } from './helpers.js';
@@ -88,6 +89,99 @@ describe('safe-storage backend (Electron safeStorage stand-in)', () => {
     expect(await client.getTokenCache().getAllAccounts()).toEqual([]);
     expect(log.lines.filter((l) => l.level === 1 && /DECRYPT_FAILED.*moved aside/.test(l.message))).toHaveLength(1);
     expect((await readdir(dirname(path))).filter((n) => n.includes('.corrupt-'))).toHaveLength(1);
+  });
+});
+
+describe('safe-storage: an unreachable key is not damaged data (nothing moved, users stay signed in)', () => {
+  // Through the real plugin and msal-node client: users signed in, then the OS store holding safeStorage's key
+  // goes away after start (the stand-in's loseKey: Electron reports encryption unavailable, or for the async
+  // API "temporarily unavailable"). The cache must survive byte-for-byte and come back with the key.
+  it.each(['sync', 'async'] as const)('%s API: reads and writes throw BACKEND_UNAVAILABLE, the file is untouched, nothing is moved aside; with the key back every account is there', async (api) => {
+    const path = await cachePath();
+    const keyringPassword = `kp-${api}`;
+    const endpoint = createTokenEndpoint();
+    const client = (plugin: Awaited<ReturnType<typeof createCachePlugin>>) => new PublicClientApplication({
+      auth: { clientId, authority: testAuthority }, cache: { cachePlugin: plugin }, system: { networkClient: endpoint.networkClient } });
+    const first = client(await createCachePlugin({ cachePath: path, safeStorage: createSafeStorageStandIn({ api, keyringPassword }).safeStorage, loggerOptions: quiet }));
+    for (const user of ['ann', 'ben']) await first.acquireTokenByCode({ code: user, scopes: ['User.Read'], redirectUri: 'http://localhost' });
+    const bytes = await readFile(path);
+
+    const standIn = createSafeStorageStandIn({ api, keyringPassword });
+    const log = recordingLogger();
+    const app = client(await createCachePlugin({ cachePath: path, safeStorage: standIn.safeStorage, loggerOptions: log.loggerOptions }));
+    standIn.loseKey();
+    await expect(app.getTokenCache().getAllAccounts()).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+    await expect(app.acquireTokenByCode({ code: 'cat', scopes: ['User.Read'], redirectUri: 'http://localhost' }))
+      .rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+    expect(await readFile(path)).toEqual(bytes);
+    expect(await readdir(dirname(path))).toEqual(['msal-cache.bin']);
+    expect(log.lines.filter((l) => /DECRYPT_FAILED|moved aside/.test(l.message))).toEqual([]);
+
+    standIn.restoreKey();
+    expect((await app.getTokenCache().getAllAccounts()).map((a) => a.username).sort()).toEqual(['ann@example.test', 'ben@example.test']);
+  });
+
+  it('damaged bytes while the key is there stay DECRYPT_FAILED (a flipped byte of an AES-GCM blob; bytes with no v10/v11 prefix)', async () => {
+    const path = await cachePath();
+    const { safeStorage } = createSafeStorageStandIn({ platform: 'win32' });
+    const persistence = await createPersistence({ cachePath: path, safeStorage, platform: 'win32', loggerOptions: quiet });
+    await persistence.save('{"Account":{}}');
+    const sealed = await readFile(path);
+    sealed[sealed.length - 1] = sealed[sealed.length - 1]! ^ 0x01;
+    await writeFile(path, sealed);
+    await expect(persistence.load()).rejects.toMatchObject({ code: 'DECRYPT_FAILED' });
+    await writeFile(path, 'not sealed at all');
+    await expect(persistence.load()).rejects.toMatchObject({ code: 'DECRYPT_FAILED' });
+  });
+
+  it('a key lost before the plugin is created: selection fails BACKEND_UNAVAILABLE', async () => {
+    const path = await cachePath();
+    const standIn = createSafeStorageStandIn({ api: 'sync' });
+    standIn.loseKey();
+    await expect(createPersistence({ cachePath: path, safeStorage: standIn.safeStorage, safeStorageWaitMs: 50, loggerOptions: quiet }))
+      .rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+  });
+});
+
+describe('dpapi-file: each Win32 error of CryptUnprotectData is data or environment, explicitly', () => {
+  // @primno/dpapi throws Error("Encryption/Decryption failed. Error code: <GetLastError()>"): the text of
+  // its dpapi_win.cpp. Data errors are quarantined by the plugin; every other answer moves nothing.
+  const failure = (code: number) => new Error(`Encryption/Decryption failed. Error code: ${code}`);
+  const cases: [string, number, string][] = [
+    ['ERROR_INVALID_DATA (wrong entropy, tampered, truncated: what Wine answers too)', 13, 'data'],
+    ['ERROR_INVALID_PARAMETER (a malformed blob)', 87, 'data'],
+    ['NTE_BAD_DATA', 0x80090005, 'data'],
+    ['NTE_BAD_LEN', 0x80090004, 'data'],
+    ['NTE_BAD_SIGNATURE', 0x80090006, 'data'],
+    ['NTE_BAD_KEY_STATE (master key unusable: profile loaded without the password)', 0x8009000b, 'KEYRING_LOCKED'],
+    ['NTE_NO_KEY', 0x8009000d, 'KEYRING_LOCKED'],
+    ['NTE_BAD_KEYSET', 0x80090016, 'KEYRING_LOCKED'],
+    ['ERROR_FILE_NOT_FOUND (master key file not there: profile not loaded)', 2, 'KEYRING_LOCKED'],
+    ['ERROR_PATH_NOT_FOUND', 3, 'KEYRING_LOCKED'],
+    ['ERROR_NO_SUCH_LOGON_SESSION', 1312, 'KEYRING_LOCKED'],
+    ['ERROR_ACCESS_DENIED', 5, 'ACCESS_DENIED'],
+    ['NTE_PERM', 0x80090010, 'ACCESS_DENIED'],
+    ['RPC_S_SERVER_UNAVAILABLE (LSA or domain controller)', 1722, 'BACKEND_UNAVAILABLE'],
+    ['ERROR_NO_LOGON_SERVERS', 1311, 'BACKEND_UNAVAILABLE'],
+    ['ERROR_NOT_ENOUGH_MEMORY (not known to mean damaged data)', 8, 'STORE_FAILED'],
+  ];
+  it.each(cases)('%s -> %s', (_name, code, expected) => {
+    const meaning = explainDpapiFailure(failure(code), 'open', 'C:\\cache\\msal-cache.bin');
+    expect(meaning === 'data' ? 'data' : meaning.code).toBe(expected);
+    if (meaning !== 'data') {
+      expect(meaning.message).toContain('C:\\cache\\msal-cache.bin');
+      expect(meaning.message).toContain('left as it is');
+      expect(meaning.cause).toBeInstanceOf(Error);
+    }
+  });
+
+  it('reads HRESULTs however the binding renders them, and never calls an encryption failure damaged data', () => {
+    expect(dpapiErrorCode(failure(2148073483))).toBe(0x8009000b);
+    expect(dpapiErrorCode(new Error('Encryption/Decryption failed. Error code: -2147024883'))).toBe(0x8007000d);
+    expect(dpapiErrorCode(new Error('DPAPI is not supported on this platform.'))).toBeUndefined();
+    expect(explainDpapiFailure(new Error('DPAPI is not supported on this platform.'), 'open', 'c.bin')).toMatchObject({ code: 'STORE_FAILED' });
+    expect(explainDpapiFailure(failure(13), 'seal', 'c.bin')).toMatchObject({ code: 'STORE_FAILED' });
+    expect(explainDpapiFailure(failure(0x8009000b), 'seal', 'c.bin')).toMatchObject({ code: 'KEYRING_LOCKED' });
   });
 });
 
