@@ -1,12 +1,12 @@
 // Which backend createPersistence picks, for every platform, decided on this machine by passing the
 // platform in (the package reads process.platform in one place only).
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createSafeStorageStandIn } from '../scripts/safe-storage-stand-in.mjs';
-import { candidatesFor, encryptedCandidates, selectPersistence } from '../src/create-persistence.js';
+import { candidatesFor, encryptedCandidates, plaintextFallbackPath, selectPersistence } from '../src/create-persistence.js';
 import { createLogger } from '../src/logger.js';
 import { createPersistence, defaultCachePath, type PersistenceOptions } from '../src/index.js';
 import { resolvePersistenceOptions } from '../src/options.js';
@@ -49,7 +49,21 @@ describe('backend selection', () => {
     const fallback = await createPersistence({ ...base, allowPlaintextFallback: true, loggerOptions: log.loggerOptions });
     expect(fallback.kind).toBe('plaintext-file');
     expect(fallback.encrypted).toBe(false);
+    // Its own file: cachePath belongs to the encrypted store (DPAPI's cache there on a Windows desktop).
+    expect(fallback.cachePath).toBe(plaintextFallbackPath(base.cachePath));
     expect(log.lines.filter((l) => l.level === 1 && /UNENCRYPTED/.test(l.message))).toHaveLength(1);
+  });
+
+  it.runIf(isLinux)('with the flag, a store that exists but refuses (UNSAFE_PATH) is reported as such and not fallen back from', async () => {
+    const base = await options({ allowPlaintextFallback: true });
+    await mkdir(dirname(base.cachePath), { recursive: true, mode: 0o700 });
+    await symlink('/dev/null', base.cachePath);
+    const resolved = resolvePersistenceOptions(base);
+    const selection = await selectPersistence(resolved, createLogger(resolved.loggerOptions));
+    expect(selection.persistence).toBeUndefined();
+    expect(selection.error?.code).toBe('UNSAFE_PATH');
+    expect(selection.attempts.map((a) => [a.kind, a.usable, a.code])).toEqual([['libsecret', false, 'UNSAFE_PATH'], ['plaintext-file', false, 'UNSAFE_PATH']]);
+    expect(selection.attempts[1]!.reason).toMatch(/only for a store that does not exist/);
   });
 
   it('backends for another OS refuse plainly when named on this one', async () => {
