@@ -1,0 +1,328 @@
+// OS-level fault injection of the save, lock and release paths (issue 10): a real writer process (built
+// package, real msal-node) signs in users while strace makes one syscall fail. Every syscall the writer
+// makes on the cache's files is failed in turn, at each of its calls, with each meaningful errno.
+//
+// How the faults are aimed:
+//  - strace attaches (-p, all threads) only after the writer has started and created its plugin, so node's
+//    start-up is never hit;
+//  - -P restricts tracing, and so injection and its call counting, to the cache's files: the cache file or
+//    marker, the lockfile, its `.break` file, the directory, and the temp files of the atomic write. Without
+//    it, a failed write or read of libuv's own eventfd makes libuv abort(), which says nothing about us;
+//  - strace counts calls per syscall and per thread; the writer runs with one libuv pool thread so the
+//    count is the same from run to run. A discovery run (trace only) counts the calls first; then
+//    `when=<n>` fails the n-th one, for every n.
+// After each case: the writer ended with every sign-in either done or failed with a KeychainCacheError
+// (no crash, no hang), no lockfile or temp file is left, and a fresh process loads every sign-in the
+// writer reported done.
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { forChild, isLinux, runFixture, startFixture, storeOptions } from './helpers.js';
+import type { BackendKind } from '../src/persistence/types.js';
+import type { CachePluginOptions } from '../src/index.js';
+
+const users = ['ada', 'grace'];
+// Per syscall, the errnos a real system can return for it on a local file system.
+const errnosBySyscall: Record<string, string[]> = {
+  openat: ['EACCES', 'EPERM', 'ENOSPC', 'EMFILE', 'EIO'],
+  write: ['ENOSPC', 'EIO'],
+  fsync: ['EIO', 'ENOSPC'],
+  fdatasync: ['EIO', 'ENOSPC'],
+  close: ['EIO'],
+  rename: ['EACCES', 'EPERM', 'ENOSPC', 'EIO'],
+  renameat2: ['EACCES', 'EPERM', 'ENOSPC', 'EIO'],
+  unlink: ['EACCES', 'EPERM', 'EIO'],
+  unlinkat: ['EACCES', 'EPERM', 'EIO'],
+  read: ['EIO'],
+  pread64: ['EIO'],
+  statx: ['EIO', 'EACCES'],
+  newfstatat: ['EIO', 'EACCES'],
+  fstat: ['EIO'],
+  utimensat: ['EPERM', 'EACCES'],
+  mkdir: ['ENOSPC', 'EACCES'],
+};
+const syscalls = Object.keys(errnosBySyscall);
+// One run's bound: a hang is a failure, not a slow pass. Far above a normal run (about a second).
+const runTimeoutMs = 45_000;
+const parallelRuns = 2;
+
+interface Case {
+  id: string;
+  backend: BackendKind;
+  syscall: string;
+  errno: string;
+  when: number;
+  /** The file the n-th call touched in the discovery run. */
+  target: string;
+  /** Counted and injected only on the -P files. */
+  onlyOurPaths: boolean;
+}
+
+interface Outcome {
+  testCase: Case;
+  fired: string[];
+  done: string[];
+  failedCodes: string[];
+  problems: string[];
+  /** The fault landed on libuv's eventfd (libuv aborts by design): not a point of our paths, not counted. */
+  misaimed: boolean;
+  options: CachePluginOptions;
+}
+
+// Read faults are aimed with strace -P at these files: the main thread reads libuv's eventfd after every
+// completed operation, and a failed read there makes libuv abort(), which says nothing about our code.
+// Temp files cannot be listed (random names) and are never read. Other syscalls are counted on every file
+// and only call numbers that touch the cache's files (and never an eventfd) are failed.
+const pathModeSyscalls = new Set(['read', 'pread64']);
+// Writes are failed both ways: on every file (reaches the temp files, but only at call numbers where no
+// thread writes an eventfd) and with -P (every write of the lockfile).
+const bothModeSyscalls = new Set(['write']);
+const ourTargets = new Set(['directory', 'cache', 'lockfile', 'break', 'temp', 'proc']);
+
+function tracedPaths(cachePath: string, pid: number): string[] {
+  // The lock code reads these to identify a holder (boot id, PID namespace, process start time).
+  const identity = ['/proc/sys/kernel/random/boot_id', '/proc/self/stat', `/proc/${pid}/stat`];
+  return [dirname(cachePath), cachePath, `${cachePath}.lockfile`, `${cachePath}.lockfile.break`, ...identity];
+}
+
+/** What a traced call touched, with run-specific parts (pid, random names, directory) taken out. */
+function describeTarget(line: string, cachePath: string): string {
+  const name = basename(cachePath);
+  const directory = dirname(cachePath);
+  const at = line.indexOf(directory);
+  if (at >= 0) {
+    const file = line.slice(at + directory.length).replace(/^\//, '').split(/["<>,)]/)[0] ?? '';
+    if (file === '') return 'directory';
+    if (file === name) return 'cache';
+    if (file === `${name}.lockfile`) return 'lockfile';
+    if (file === `${name}.lockfile.break`) return 'break';
+    if (file.endsWith('.tmp')) return 'temp';
+    return file.replace(/[0-9a-f]{6,}|\d+/g, 'N');
+  }
+  if (line.includes('eventfd')) return 'eventfd';
+  if (/\/proc\/(self|\d+)\/stat\b|boot_id|\/proc\/self\/ns/.test(line)) return 'proc';
+  if (/socket:|pipe:/.test(line)) return 'stdio';
+  return 'other';
+}
+
+function sleep(ms: number) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitUntilTraced(pid: number, tracer: number): Promise<void> {
+  for (let attempt = 0; attempt < 2000; attempt++) {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return; // exited: the run reports what happened
+    }
+    const traced = tasks.every((task) => {
+      try {
+        return new RegExp(`TracerPid:\\s+${tracer}\\b`).test(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'));
+      } catch {
+        return true; // thread gone
+      }
+    });
+    if (traced) return;
+    await sleep(5);
+  }
+  throw new Error(`strace ${tracer} did not attach to ${pid}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface WriterRun {
+  stdout: string;
+  stderr: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  hung: boolean;
+  trace: string;
+  pid: number;
+}
+
+/** Runs the writer under strace with the given strace arguments (besides -p and the path set). */
+async function runWriter(options: CachePluginOptions, straceArgs: string[], onlyOurPaths: boolean): Promise<WriterRun> {
+  const writer = startFixture('fault-writer', { options: forChild(options), users },
+    { env: { ...process.env, UV_THREADPOOL_SIZE: '1' } });
+  const ready = await writer.waitFor('READY ');
+  const pid = Number(ready.split(' ')[1]);
+  const log = join(dirname(options.cachePath!), '..', 'strace.log');
+  const paths = onlyOurPaths ? tracedPaths(options.cachePath!, pid).flatMap((path) => ['-P', path]) : [];
+  const strace = spawn('strace', ['-f', '-qq', '-y', '-o', log, ...straceArgs, ...paths, '-p', String(pid)],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+  let straceErrors = '';
+  strace.stderr.setEncoding('utf8').on('data', (chunk: string) => { straceErrors += chunk; });
+  const straceDone = new Promise((resolve) => strace.on('close', resolve));
+  await waitUntilTraced(pid, strace.pid!);
+  writer.child.stdin.write('go\n');
+  let hung = false;
+  const timer = setTimeout(() => { hung = true; writer.child.kill('SIGKILL'); }, runTimeoutMs);
+  const result = await writer.done;
+  clearTimeout(timer);
+  await straceDone;
+  // strace notes on stderr that /proc/self resolves to the pid; anything else is strace failing.
+  const straceFailure = straceErrors.split('\n').filter((l) => l.trim() && !/Requested path .* resolved into/.test(l));
+  if (straceFailure.length > 0) throw new Error(`strace failed: ${straceFailure.join(' | ')}`);
+  const trace = existsSync(log) ? readFileSync(log, 'utf8') : '';
+  return { ...result, hung, trace, pid };
+}
+
+/**
+ * From an undisturbed run traced on every file: per syscall, the call numbers worth failing and what the
+ * n-th call touched in each thread (strace counts per thread). Path-mode syscalls count only calls on the
+ * -P files, as strace will when injecting.
+ */
+function injectionPoints(trace: string, cachePath: string, onlyOurPaths: boolean): Map<string, string[]> {
+  const sequences = new Map<string, string[]>();
+  const pathTargets = new Set(['directory', 'cache', 'lockfile', 'break', 'proc']);
+  for (const line of trace.split('\n')) {
+    const [, thread, syscall] = /^(\d+) (\w+)\(/.exec(line) ?? [];
+    if (!thread || !syscall || !syscalls.includes(syscall)) continue;
+    const target = describeTarget(line, cachePath);
+    if (onlyOurPaths && !pathTargets.has(target)) continue;
+    const key = `${syscall} ${thread}`;
+    sequences.set(key, [...(sequences.get(key) ?? []), target]);
+  }
+  const points = new Map<string, string[]>();
+  for (const syscall of syscalls) {
+    const threads = [...sequences].filter(([key]) => key.startsWith(`${syscall} `)).map(([, list]) => list);
+    const longest = Math.max(0, ...threads.map((list) => list.length));
+    const targets: string[] = [];
+    for (let n = 1; n <= longest; n++) {
+      const hit = new Set(threads.map((list) => list[n - 1]).filter((t): t is string => t !== undefined));
+      if ([...hit].some((t) => ourTargets.has(t)) && !hit.has('eventfd')) targets[n - 1] = [...hit].sort().join('+');
+    }
+    if (targets.length > 0) points.set(syscall, targets);
+  }
+  return points;
+}
+
+function judge(testCase: Case, run: WriterRun, options: CachePluginOptions): Outcome {
+  const problems: string[] = [];
+  const lines = run.stdout.split('\n');
+  const done = lines.filter((l) => l.startsWith('DONE ')).map((l) => l.slice(5));
+  const failed = lines.filter((l) => l.startsWith('FAILED ')).map((l) => JSON.parse(l.split(' ').slice(2).join(' ')));
+  const crash = lines.find((l) => l.startsWith('CRASH '));
+  const fired = run.trace.split('\n').filter((l) => l.includes('(INJECTED)'))
+    .map((l) => `${/^\d+ (?:<\.\.\. )?(\w+)/.exec(l)?.[1]} ${describeTarget(l, options.cachePath!)}`);
+  const misaimed = fired.some((f) => f.endsWith(' eventfd'));
+  if (run.hung) problems.push(`hung: no exit within ${runTimeoutMs / 1000} s`);
+  else if (crash) problems.push(`crashed: ${crash.slice(6)}`);
+  else if (run.code !== 0 || !lines.some((l) => l.startsWith('RESULT '))) {
+    problems.push(`exited ${run.code ?? run.signal} without a result: ${run.stderr.trim().split('\n').slice(0, 12).join(' | ')}`);
+  }
+  for (const failure of failed) {
+    if (!failure.typed) problems.push(`untyped error ${failure.name} ${failure.code ?? ''}: ${failure.message}`);
+  }
+  const directory = dirname(options.cachePath!);
+  const name = basename(options.cachePath!);
+  const left = existsSync(directory) ? readdirSync(directory) : [];
+  const lockfile = join(directory, `${name}.lockfile`);
+  if (existsSync(lockfile)) {
+    const holder = Number.parseInt(readFileSync(lockfile, 'utf8').split('\n')[0] ?? '', 10);
+    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) problems.push(`lockfile left with a live owner (${holder})`);
+    else if (run.code === 0) problems.push('lockfile left behind after a normal exit');
+  }
+  const debris = left.filter((f) => f !== name && f !== `${name}.lockfile`);
+  if (debris.length > 0 && !run.hung && !crash) {
+    problems.push(`files left behind: ${debris.map((f) => f.replace(String(run.pid), '<pid>')).join(', ')}`);
+  }
+  return { testCase, fired, done, failedCodes: failed.map((f) => f.code ?? f.name), problems: misaimed ? [] : problems, misaimed, options };
+}
+
+async function verifyStores(outcomes: Outcome[]): Promise<void> {
+  // Stores that a writer left: loaded in a fresh process, each through a new plugin and client.
+  for (let start = 0; start < outcomes.length; start += 40) {
+    const batch = outcomes.slice(start, start + 40);
+    const result = await runFixture('fault-verify', {
+      stores: batch.map((o) => ({ id: o.testCase.id, options: forChild(o.options), users: o.done })),
+    });
+    const reports = new Map(result.stdout.split('\n').filter((l) => l.startsWith('STORE '))
+      .map((l) => JSON.parse(l.slice(6))).map((r) => [r.id, r]));
+    for (const outcome of batch) {
+      const report = reports.get(outcome.testCase.id);
+      if (!report) outcome.problems.push(`verify process gave no answer: ${result.stderr.trim().slice(-300)}`);
+      else if (report.error) outcome.problems.push(`store does not load: ${report.error.name} ${report.error.code ?? ''}`);
+      else {
+        if (report.missing.length > 0) outcome.problems.push(`completed sign-ins lost: ${report.missing.join(', ')}`);
+        if (report.silentFailures > 0) outcome.problems.push(`${report.silentFailures} stored accounts without a usable token`);
+      }
+    }
+  }
+}
+
+async function inParallel<T, R>(items: T[], limit: number, run: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await run(items[index]!);
+    }
+  }));
+  return results;
+}
+
+function matrixReport(backend: string, outcomes: Outcome[]): string {
+  const counted = outcomes.filter((o) => !o.misaimed);
+  const fired = counted.filter((o) => o.fired.length > 0);
+  const failed = counted.filter((o) => o.problems.length > 0);
+  const rows = outcomes.map((o) => {
+    const c = o.testCase;
+    const verdict = o.misaimed ? 'not counted (hit libuv\'s eventfd)' : o.problems.length > 0 ? `FAIL ${o.problems.join('; ')}` : 'ok';
+    const effect = `done ${o.done.length}/${users.length}${o.failedCodes.length ? ` failed [${o.failedCodes.join(',')}]` : ''}`;
+    return `  ${c.syscall}${c.onlyOurPaths ? ' -P' : ''}#${c.when} (${c.target}) ${c.errno}: injected [${o.fired.join(', ') || 'none'}] ${effect} -> ${verdict}`;
+  });
+  return [`fault-injection matrix, ${backend}: ${counted.length} injection points (${fired.length} fired), ` +
+    `${counted.length - failed.length} passed, ${failed.length} failed` +
+    `${counted.length < outcomes.length ? `; ${outcomes.length - counted.length} runs hit libuv's eventfd, not counted` : ''}`,
+  ...rows].join('\n');
+}
+
+const matrixBackends: BackendKind[] = ['plaintext-file', 'libsecret', 'safe-storage'];
+
+describe.runIf(isLinux)('[linux only] fault injection with strace on the save, lock and release paths', () => {
+  it.each(matrixBackends)('%s: every injected fault ends in success or a typed error, with nothing lost or left behind', async (backend) => {
+    const lockOptions = { timeoutMs: 10_000 };
+    const discoveryOptions = await storeOptions(backend, { lockOptions });
+    const discovery = await runWriter(discoveryOptions, ['-e', `trace=${syscalls.join(',')}`], false);
+    expect(discovery.stdout).toContain('RESULT');
+    const cases: Case[] = [];
+    for (const onlyOurPaths of [false, true]) {
+      for (const [syscall, targets] of injectionPoints(discovery.trace, discoveryOptions.cachePath!, onlyOurPaths)) {
+        const wanted = bothModeSyscalls.has(syscall) || pathModeSyscalls.has(syscall) === onlyOurPaths;
+        targets.forEach((target, index) => {
+          if (target === undefined || !wanted) return;
+          for (const errno of errnosBySyscall[syscall] ?? []) {
+            const id = `${backend}:${syscall}${onlyOurPaths ? '@P' : ''}:${index + 1}:${errno}`;
+            cases.push({ id, backend, syscall, errno, when: index + 1, target, onlyOurPaths });
+          }
+        });
+      }
+    }
+    const outcomes = await inParallel(cases, parallelRuns, async (testCase) => {
+      const options = await storeOptions(backend, { lockOptions });
+      const run = await runWriter(options, ['-e', `trace=${testCase.syscall}`,
+        '-e', `inject=${testCase.syscall}:error=${testCase.errno}:when=${testCase.when}`], testCase.onlyOurPaths);
+      return judge(testCase, run, options);
+    });
+    await verifyStores(outcomes.filter((o) => !o.misaimed));
+    const report = matrixReport(backend, outcomes);
+    // Kept for the issue's note: the matrix as run, one line per injection point.
+    writeFileSync(join(tmpdir(), `msal-keychain-cache-fault-matrix-${backend}.txt`), `${report}\n`);
+    console.log(report);
+    expect(outcomes.length).toBeGreaterThan(0);
+    expect(outcomes.filter((o) => o.problems.length > 0).map((o) => `${o.testCase.id}: ${o.problems.join('; ')}`)).toEqual([]);
+  });
+});
