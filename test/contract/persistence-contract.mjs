@@ -10,7 +10,7 @@
 // - corrupt(mode): damages the stored cache the way `mode` says ('garbage', 'truncate', 'flip', 'empty').
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 const scopes = ['User.Read'];
@@ -117,6 +117,58 @@ export const contractCases = [
         assert.equal(await reader.changeToken(), tokens.at(-1), 'a load moved the change token');
       }
       assert.equal(new Set(tokens).size, tokens.length, `every save must give a new token: ${tokens.join(' ')}`);
+    },
+  },
+  {
+    name: 'same-size saves, and a delete followed by the same save, each move the change token',
+    async run({ lib, makeSubject }) {
+      // Same length every time, so the size never tells two versions apart; the file system may hand the
+      // freed inode to the next version within one timestamp tick.
+      const sameSize = (i) => sampleCache(`same-size-${String(i).padStart(6, '0')}`);
+      const subject = await makeSubject();
+      const writer = await lib.createPersistence(subject.options);
+      const reader = await lib.createPersistence(subject.options);
+      const tokens = [await reader.changeToken()];
+      for (let i = 0; i < 20; i++) {
+        await writer.save(sameSize(i));
+        tokens.push(await reader.changeToken());
+        assert.notEqual(tokens.at(-1), tokens.at(-2), `save ${i} left the change token where it was`);
+      }
+      for (let i = 0; i < 10; i++) {
+        await writer.delete();
+        await writer.save(sameSize(0));
+        tokens.push(await reader.changeToken());
+        assert.notEqual(tokens.at(-1), tokens.at(-2), `delete and save ${i} left the change token where it was`);
+      }
+    },
+  },
+  {
+    name: 'a cache directory deleted while the app runs is created again by the next save (0700 on POSIX)',
+    async run({ lib, makeSubject }) {
+      const subject = await makeSubject();
+      const persistence = await lib.createPersistence(subject.options);
+      await persistence.save(sampleCache('before-rm'));
+      await rm(subject.directory, { recursive: true, force: true });
+      await persistence.save(sampleCache('after-rm'));
+      assert.equal(await persistence.load(), sampleCache('after-rm'));
+      const again = await lib.createPersistence(subject.options);
+      assert.equal(await again.load(), sampleCache('after-rm'));
+      if (process.platform !== 'win32') assert.equal((await stat(subject.directory)).mode & 0o777, 0o700);
+    },
+  },
+  {
+    name: 'a cache directory others can write is refused at creation and at load with UNSAFE_PATH (POSIX)',
+    async run({ lib, makeSubject }) {
+      // Windows has no mode bits here: the profile's ACL protects the folder.
+      if (process.platform === 'win32') return;
+      const subject = await makeSubject();
+      const persistence = await lib.createPersistence(subject.options);
+      await persistence.save(sampleCache('modes-refused'));
+      await chmod(subject.directory, 0o777);
+      await assert.rejects(persistence.load(), { code: 'UNSAFE_PATH' });
+      await assert.rejects(lib.createPersistence(subject.options), { code: 'UNSAFE_PATH' });
+      await chmod(subject.directory, 0o700);
+      assert.equal(await persistence.load(), sampleCache('modes-refused'));
     },
   },
   {
