@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { dpapiErrorCode, explainDpapiFailure } from '../../dist/esm/persistence/dpapi-file.js';
 import { client } from '../contract/persistence-contract.mjs';
 
 const scopes = ['User.Read'];
@@ -76,6 +77,60 @@ export const laneCases = [
       assert.ok(lines.some((l) => l.includes('DECRYPT_FAILED') && l.includes('moved aside')), JSON.stringify(lines));
       const aside = (await readdir(join(cachePath, '..'))).filter((n) => n.includes('.corrupt-'));
       assert.equal(aside.length, 1);
+    },
+  },
+  {
+    name: 'what DPAPI throws for a wrong entropy, a flipped byte and a truncated blob is a Win32 data error, mapped to DECRYPT_FAILED',
+    async run({ dpapi }) {
+      const entropy = Buffer.from('lane entropy');
+      const sealed = Buffer.from(dpapi.protectData(Buffer.from('{"a":1}'), entropy, 'CurrentUser'));
+      const flipped = Buffer.from(sealed);
+      flipped[flipped.length - 20] ^= 0x01;
+      const refusals = {
+        'wrong entropy': () => dpapi.unprotectData(sealed, Buffer.from('other entropy'), 'CurrentUser'),
+        'no entropy': () => dpapi.unprotectData(sealed, null, 'CurrentUser'),
+        flipped: () => dpapi.unprotectData(flipped, entropy, 'CurrentUser'),
+        truncated: () => dpapi.unprotectData(sealed.subarray(0, sealed.length - 8), entropy, 'CurrentUser'),
+        garbage: () => dpapi.unprotectData(Buffer.from('not a dpapi blob at all'), entropy, 'CurrentUser'),
+      };
+      const codes = {};
+      for (const [name, refuse] of Object.entries(refusals)) {
+        let thrown;
+        try { refuse(); } catch (error) { thrown = error; }
+        assert.ok(thrown, `${name} was accepted`);
+        codes[name] = dpapiErrorCode(thrown);
+        assert.equal(explainDpapiFailure(thrown, 'open', 'c.bin'), 'data', `${name}: ${thrown.message}`);
+      }
+      return { win32Codes: codes };
+    },
+  },
+  {
+    name: 'a DPAPI key error (NTE_BAD_KEY_STATE) is KEYRING_LOCKED through the plugin: the cache stays byte-for-byte, nothing is moved, accounts return with the key',
+    async run({ lib, dpapi, tempDir }) {
+      const directory = await tempDir();
+      const cachePath = join(directory, 'msal-cache.bin');
+      const endpoint = lib.createTokenEndpoint();
+      const first = client(lib, await lib.createCachePlugin({ cachePath }), endpoint);
+      for (const user of ['ann', 'ben']) await first.acquireTokenByCode({ code: user, scopes, redirectUri: 'http://localhost' });
+      const bytes = await readFile(cachePath);
+      const lines = [];
+      const app = client(lib, await lib.createCachePlugin({ cachePath,
+        loggerOptions: { loggerCallback: (level, message) => lines.push(message) } }), endpoint);
+      // Wine cannot withhold a user's master key, so the refusal is raised at the binding boundary, in the
+      // binding's own words (dpapi_win.cpp): what Windows answers when the profile's key cannot be used.
+      const unprotect = dpapi.unprotectData;
+      dpapi.unprotectData = () => { throw new Error(`Encryption/Decryption failed. Error code: ${0x8009000b}`); };
+      try {
+        await assert.rejects(app.getTokenCache().getAllAccounts(), (error) => error.code === 'KEYRING_LOCKED');
+        await assert.rejects(app.acquireTokenByCode({ code: 'cat', scopes, redirectUri: 'http://localhost' }), (error) => error.code === 'KEYRING_LOCKED');
+      } finally {
+        dpapi.unprotectData = unprotect;
+      }
+      assert.deepEqual(await readFile(cachePath), bytes);
+      assert.deepEqual((await readdir(directory)).sort(), ['msal-cache.bin']);
+      assert.ok(!lines.some((l) => l.includes('moved aside')), JSON.stringify(lines));
+      const names = (await app.getTokenCache().getAllAccounts()).map((a) => a.username).sort();
+      assert.deepEqual(names, ['ann@example.test', 'ben@example.test']);
     },
   },
   {
