@@ -167,7 +167,9 @@ function warnPlaintext(logger: Logger, persistence: Persistence, why: string): v
 
 /**
  * Picks, opens and verifies the platform's secret store (or the backend named in `backend`). Falls back
- * to a plaintext file only with `allowPlaintextFallback: true`, and then logs a warning every time.
+ * to a plaintext file (`<cachePath>.plaintext`, see plaintextFallbackPath) only with
+ * `allowPlaintextFallback: true` and only when the store is unavailable, and then logs a warning every time.
+ * A store that exists but refuses (KEYRING_LOCKED, ACCESS_DENIED, UNSAFE_PATH, STORE_FAILED) throws as it is.
  * Throws BACKEND_UNAVAILABLE naming the cause and the fix when nothing usable is left.
  */
 export async function createPersistence(options: PersistenceOptions): Promise<Persistence> {
