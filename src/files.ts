@@ -1,6 +1,7 @@
 // Every file this package writes goes through here: atomic replace, 0600 files, 0700 directories we
 // create, and refusal of symlinked, foreign-owned or group/other-writable cache paths.
-import { closeSync, constants as fsConstants, fstatSync, promises as fs, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, promises as fs, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
+import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
 
@@ -24,6 +25,32 @@ const noBlock = fsConstants.O_NONBLOCK ?? 0;
  */
 function ownUid(): number | undefined {
   return process.geteuid?.();
+}
+
+let privateGroup: number | null | undefined;
+
+/**
+ * Our user private group, if we have one: our primary group, named like us, with no other member listed.
+ * Debian, Ubuntu and Fedora give every user one and a umask of 002, so directories made by other tools
+ * (msal-node-extensions, mkdir -p) are 0775: group-writable, yet by nobody but us. A group that is not
+ * listed in /etc/group (LDAP, sssd) is not trusted. Read once per process; loads are not the hot path anyway.
+ */
+function ownPrivateGroup(): number | null {
+  if (privateGroup !== undefined) return privateGroup;
+  privateGroup = null;
+  const gid = process.getegid?.();
+  try {
+    const username = userInfo().username;
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const [name, , id, members = ''] = line.split(':');
+      if (id === undefined || Number(id) !== gid) continue;
+      if (name === username && members.split(',').every((member) => member === '' || member === username)) privateGroup = gid;
+      break;
+    }
+  } catch {
+    // No /etc/group, or no name for our uid: no private group, group-writable directories are refused.
+  }
+  return privateGroup;
 }
 
 function octal(mode: number): string {
@@ -51,12 +78,13 @@ function assertSafeDirectoryStats(directory: string, stats: Stats): void {
   }
   if (ownUid() === undefined) return;
   assertOwned(directory, stats, 'the cache directory');
-  const writableByOthers = (stats.mode & 0o022) !== 0;
+  const writableByOthers = (stats.mode & 0o002) !== 0 || ((stats.mode & 0o020) !== 0 && stats.gid !== ownPrivateGroup());
   const sticky = (stats.mode & 0o1000) !== 0;
   if (writableByOthers && !sticky) {
     throw new KeychainCacheError('UNSAFE_PATH',
-      `Refusing to use the cache directory ${directory}: its mode is ${octal(stats.mode)}, so other users can write in it ` +
-      `and replace the cache with their own. Remove their write access (chmod go-w ${JSON.stringify(directory)}) ` +
+      `Refusing to use the cache directory ${directory}: its mode is ${octal(stats.mode)} (group id ${stats.gid}), so other ` +
+      'users can write in it and replace the cache with their own. Remove their write access ' +
+      `(chmod go-w ${JSON.stringify(directory)}) ` +
       'or choose a cachePath in a directory only you can write.');
   }
 }

@@ -37,10 +37,23 @@ describe.runIf(isLinux)('the cache directory must be ours and not writable by ot
         await expect(createCachePlugin(options)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
       });
 
-      for (const mode of [0o770, 0o707, 0o720, 0o702, 0o777]) {
-        it(`a directory of mode ${mode.toString(8)} (writable by group or others, not sticky) is refused`, async () => {
+      for (const mode of [0o707, 0o702, 0o777, 0o757]) {
+        it(`a directory of mode ${mode.toString(8)} (writable by others, not sticky) is refused`, async () => {
           const options = await existingDirectory(backend, mode);
           await expect(createPersistence(options)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+        });
+      }
+
+      for (const mode of [0o770, 0o720]) {
+        it(`a directory of mode ${mode.toString(8)} is refused when its group is shared (nogroup), accepted when it is our private group`, async () => {
+          const shared = await existingDirectory(backend, mode);
+          await chown(dirname(shared.cachePath), 0, nobody);
+          await expect(createPersistence(shared)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+          // root's group here is "root", gid 0, no other member: a user private group, as Debian and Ubuntu give
+          // every user (with umask 002, so other tools make 0775 directories).
+          const own = await existingDirectory(backend, mode);
+          expect((await stat(dirname(own.cachePath))).gid).toBe(process.getegid!());
+          await createPersistence(own);
         });
       }
 
@@ -58,14 +71,15 @@ describe.runIf(isLinux)('the cache directory must be ours and not writable by ot
         await expect(createPersistence(options)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
       });
 
-      it('a directory that turns foreign or group-writable after creation is refused at the next load', async () => {
-        for (const change of ['chown', 'chmod'] as const) {
+      it('a directory that turns foreign, or writable by others, after creation is refused at the next load', async () => {
+        for (const change of ['owner', 'others-writable', 'shared-group-writable'] as const) {
           const options = await storeOptions(backend);
           const persistence = await createPersistence(options);
           await persistence.save(sampleCache('before'));
           const directory = dirname(options.cachePath);
-          if (change === 'chown') await chown(directory, nobody, nobody);
-          else await chmod(directory, 0o770);
+          if (change === 'owner') await chown(directory, nobody, nobody);
+          else if (change === 'others-writable') await chmod(directory, 0o703);
+          else { await chown(directory, 0, nobody); await chmod(directory, 0o770); }
           await expect(persistence.load(), change).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
         }
       });
