@@ -335,18 +335,26 @@ const mtimeStepsMs = [0.002, 0.1, 10, 1000, 2000];
  */
 async function stampNewVersion(handle: fs.FileHandle, path: string): Promise<void> {
   let previous = stampRegistry.lastMtimeMs.get(path) ?? -Infinity;
+  // Best effort: a file system that refuses to set times (some network mounts) still gets the save, with the
+  // token as exact as its own timestamps are.
   try {
     previous = Math.max(previous, (await fs.stat(path)).mtimeMs);
-  } catch (error) {
-    if (systemErrorCode(error) !== 'ENOENT') throw error;
+  } catch {
+    // Absent (the first save, or after a delete): the registry remembers what this process last wrote.
   }
-  const now = performance.timeOrigin + performance.now();
+  // The wall clock (msal-node-extensions compares the mtime with its own Date.now()), with a sub-millisecond
+  // part from the monotonic clock so that two versions within one millisecond differ too.
+  const now = Date.now() + (performance.now() % 1);
   let stored = previous;
-  for (const step of mtimeStepsMs) {
-    const target = Math.max(now, previous + step) / 1000;
-    await handle.utimes(target, target);
-    stored = (await handle.stat()).mtimeMs;
-    if (stored > previous) break;
+  try {
+    for (const step of mtimeStepsMs) {
+      const target = Math.max(now, previous + step) / 1000;
+      await handle.utimes(target, target);
+      stored = (await handle.stat()).mtimeMs;
+      if (stored > previous) break;
+    }
+  } catch {
+    return;
   }
   const seen = stampRegistry.lastMtimeMs;
   seen.delete(path);
