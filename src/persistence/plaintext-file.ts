@@ -53,7 +53,7 @@ export async function quarantineFile(path: string, platform: NodeJS.Platform): P
 
 /** Writes, reads back and deletes a throwaway file next to the cache: proves the directory is usable. */
 export async function verifyDirectory(cachePath: string, platform: NodeJS.Platform): Promise<void> {
-  const probe = join(dirname(cachePath), `.${basename(cachePath)}.verify-${process.pid}-${randomHex(4)}`);
+  const probe = join(dirname(cachePath), `.${basename(cachePath)}.verify-${randomHex(8)}`);
   const payload = `verify ${randomHex(8)}`;
   try {
     await writeFileAtomic(probe, payload, { platform });
