@@ -25,12 +25,14 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
   const runs = backend !== 'libsecret' || isLinux;
 
   describe('several msal clients per plugin', () => {
-    it.runIf(runs)('one plugin shared by two client ids signing in at once, interleaved, in two processes', async () => {
+    // One process alone makes the interleaving deterministic (nobody else's write hides the bug); two add
+    // another process's writes in between.
+    it.runIf(runs).each([1, 2])('one plugin shared by two client ids signing in at once, interleaved, in %i process(es)', async (processes) => {
       const options = forChild(await storeOptions(backend));
       const clients = { 'client-a': [] as string[], 'client-b': [] as string[] };
-      const results = await Promise.all([0, 1].map((p) => {
+      const results = await Promise.all(Array.from({ length: processes }, (_, p) => {
         const parts = (['client-a', 'client-b'] as const).map((clientId) => {
-          const users = usersFor(`shared-p${p}-${clientId}`, 6);
+          const users = usersFor(`shared-p${p}-${clientId}`, 8);
           clients[clientId].push(...users);
           return { plugin: 'one', clientId, users };
         });
@@ -40,9 +42,9 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       expect(await verifyStore(options, clients)).toEqual(allPresent(clients));
     });
 
-    it.runIf(runs)('a new PublicClientApplication per command around a module-level plugin, beside another such process', async () => {
+    it.runIf(runs).each([1, 2])('a new PublicClientApplication per command around a module-level plugin, in %i process(es)', async (processes) => {
       const options = forChild(await storeOptions(backend));
-      const users = [0, 1].map((p) => usersFor(`per-command-p${p}`, 8));
+      const users = Array.from({ length: processes }, (_, p) => usersFor(`per-command-p${p}`, 10));
       const results = await Promise.all(users.map((list) =>
         runUsage({ options, parts: [{ plugin: 'module-level', clientId: 'cli', users: list, perCommand: true }] })));
       expectAllSignedIn(results, users.flat());
@@ -54,8 +56,8 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
   describe('several copies of our code in one process', () => {
     it.runIf(runs)('worker threads, each with its own plugin, beside another process', async () => {
       const options = forChild(await storeOptions(backend));
-      const threadUsers = [0, 1, 2].map((t) => usersFor(`thread-t${t}`, 5));
-      const otherUsers = usersFor('thread-other-process', 5);
+      const threadUsers = [0, 1, 2, 3].map((t) => usersFor(`thread-t${t}`, 6));
+      const otherUsers = usersFor('thread-other-process', 6);
       const results = await Promise.all([
         runUsage({ options, parts: threadUsers.map((users) => ({ clientId: 'app', users, thread: true })) }),
         runUsage({ options, parts: [{ clientId: 'app', users: otherUsers }] }),
@@ -65,14 +67,14 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       expect(await verifyStore(options, { app: all })).toEqual(allPresent({ app: all }));
     });
 
-    it.runIf(runs)('the ESM and the CJS build loaded in one process, a plugin from each, in two processes', async () => {
+    it.runIf(runs)('the ESM and the CJS build loaded in one process, a plugin from each, in three processes', async () => {
       const options = forChild(await storeOptions(backend));
       const users: string[] = [];
-      const results = await Promise.all([0, 1].map((p) => runUsage({
+      const results = await Promise.all([0, 1, 2].map((p) => runUsage({
         options,
         entries: { esm, cjs },
         parts: ['esm', 'cjs'].map((entry) => {
-          const list = usersFor(`${entry}-p${p}`, 5);
+          const list = usersFor(`${entry}-p${p}`, 8);
           users.push(...list);
           return { entry, clientId: 'app', users: list };
         }),
@@ -81,15 +83,15 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       expect(await verifyStore(options, { app: users })).toEqual(allPresent({ app: users }));
     });
 
-    it.runIf(runs)('two installed copies of the package loaded in one process, in two processes', async () => {
+    it.runIf(runs)('two installed copies of the package loaded in one process, in three processes', async () => {
       const options = forChild(await storeOptions(backend));
       const [first, second] = await installTwoCopies();
       const users: string[] = [];
-      const results = await Promise.all([0, 1].map((p) => runUsage({
+      const results = await Promise.all([0, 1, 2].map((p) => runUsage({
         options,
         entries: { first: { path: first, load: 'import' }, second: { path: second, load: 'import' } },
         parts: ['first', 'second'].map((entry) => {
-          const list = usersFor(`${entry}-copy-p${p}`, 5);
+          const list = usersFor(`${entry}-copy-p${p}`, 8);
           users.push(...list);
           return { entry, clientId: 'app', users: list };
         }),
@@ -98,15 +100,15 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       expect(await verifyStore(options, { app: users })).toEqual(allPresent({ app: users }));
     });
 
-    it.runIf(runs)('the main entry signing in while the /distributed bundle takes the same lock (keyFromPersistence), in two processes', async () => {
+    it.runIf(runs)('the main entry signing in while the /distributed bundle takes the same lock (keyFromPersistence), in three processes', async () => {
       // The one lockfile both bundles of an app share: the persistence's, when the blob key is kept in it.
       const options = forChild(await storeOptions(backend));
       const created = await runUsage({ options, entries: { distributed }, parts: [{ plugin: 'p', keyLoop: 'distributed' }] });
       expect(created.errors).toEqual([]);
       const [key] = created.keys;
       const users: string[] = [];
-      const results = await Promise.all([0, 1].map((p) => {
-        const list = usersFor(`main-with-distributed-p${p}`, 8);
+      const results = await Promise.all([0, 1, 2].map((p) => {
+        const list = usersFor(`main-with-distributed-p${p}`, 10);
         users.push(...list);
         return runUsage({
           options,
@@ -115,7 +117,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
         });
       }));
       expectAllSignedIn(results, users);
-      expect(results.flatMap((r) => r.keys)).toEqual([key, key]);
+      expect(results.flatMap((r) => r.keys)).toEqual([key, key, key]);
       expect(await verifyStore(options, { app: users }, true)).toEqual(allPresent({ app: users }, { key }));
     });
   });
@@ -124,7 +126,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
   describe.runIf(runs && isLinux)('processes in separate PID namespaces on one shared directory', () => {
     it('several sign in at once and lose nothing', async () => {
       const options = forChild(await storeOptions(backend));
-      const users = [0, 1, 2].map((p) => usersFor(`pidns-p${p}`, 6));
+      const users = [0, 1, 2].map((p) => usersFor(`pidns-p${p}`, 10));
       const results = await Promise.all(users.map((list) =>
         runUsage({ options, parts: [{ clientId: 'app', users: list }] }, { pidNamespace: true })));
       expectAllSignedIn(results, users.flat());
