@@ -1,8 +1,8 @@
 // Helpers for the usage-pattern matrix (test/usage-patterns.test.ts): child processes, optionally in their
 // own PID namespace, and a node_modules with two installed copies of the built package.
 import { spawn } from 'node:child_process';
-import { cp, mkdir, readFile, symlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, mkdir, readdir, readFile, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { CachePluginOptions } from '../src/index.js';
 import { repoRoot, tempDir } from './helpers.js';
 
@@ -133,4 +133,13 @@ export async function namespacedPid(unsharePid: number): Promise<number> {
 /** `count` users named `<prefix>-u<i>`. */
 export function usersFor(prefix: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `${prefix}-u${i}`);
+}
+
+/**
+ * Files a finished run must not leave beside the cache: a lockfile (a live-looking owner blocks everyone for
+ * staleAfterMs), a break marker, or a temp file of an interrupted atomic write.
+ */
+export async function leftoversBeside(options: CachePluginOptions): Promise<string[]> {
+  const names = await readdir(dirname(options.cachePath!)).catch(() => [] as string[]);
+  return names.filter((name) => /\.lockfile|\.break|\.tmp$/.test(name));
 }

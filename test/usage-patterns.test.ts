@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { errorCodes } from '../src/index.js';
 import { forChild, isLinux, processBackends, repoRoot, storeOptions } from './helpers.js';
 import {
-  allPresent, installTwoCopies, namespacedPid, runUsage, startUsage, usersFor, verifyStore, type UsageResult,
+  allPresent, installTwoCopies, leftoversBeside, namespacedPid, runUsage, startUsage, usersFor, verifyStore, type UsageResult,
 } from './usage-helpers.js';
 
 const esm = { path: join(repoRoot, 'dist', 'esm', 'index.js'), load: 'import' as const };
@@ -40,6 +40,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       }));
       expectAllSignedIn(results, Object.values(clients).flat());
       expect(await verifyStore(options, clients)).toEqual(allPresent(clients));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
 
     it.runIf(runs).each([1, 2])('a new PublicClientApplication per command around a module-level plugin, in %i process(es)', async (processes) => {
@@ -50,6 +51,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       expectAllSignedIn(results, users.flat());
       const clients = { cli: users.flat() };
       expect(await verifyStore(options, clients)).toEqual(allPresent(clients));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
   });
 
@@ -65,6 +67,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       const all = [...threadUsers.flat(), ...otherUsers];
       expectAllSignedIn(results, all);
       expect(await verifyStore(options, { app: all })).toEqual(allPresent({ app: all }));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
 
     it.runIf(runs)('the ESM and the CJS build loaded in one process, a plugin from each, in three processes', async () => {
@@ -81,6 +84,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       })));
       expectAllSignedIn(results, users);
       expect(await verifyStore(options, { app: users })).toEqual(allPresent({ app: users }));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
 
     it.runIf(runs)('two installed copies of the package loaded in one process, in three processes', async () => {
@@ -98,6 +102,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       })));
       expectAllSignedIn(results, users);
       expect(await verifyStore(options, { app: users })).toEqual(allPresent({ app: users }));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
 
     it.runIf(runs)('the main entry signing in while the /distributed bundle takes the same lock (keyFromPersistence), in three processes', async () => {
@@ -119,6 +124,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       expectAllSignedIn(results, users);
       expect(results.flatMap((r) => r.keys)).toEqual([key, key, key]);
       expect(await verifyStore(options, { app: users }, true)).toEqual(allPresent({ app: users }, { key }));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
   });
 
@@ -131,6 +137,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
         runUsage({ options, parts: [{ clientId: 'app', users: list }] }, { pidNamespace: true })));
       expectAllSignedIn(results, users.flat());
       expect(await verifyStore(options, { app: users.flat() })).toEqual(allPresent({ app: users.flat() }));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
 
     it('a live holder in another namespace keeps its lock: the waiter times out, the holder saves', async () => {
@@ -145,6 +152,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       expect(waiter.errors).toEqual([{ user: 'waiter', code: 'LOCK_TIMEOUT' }]);
       expect(held.result).toMatchObject({ done: ['live-holder'], errors: [] });
       expect(await verifyStore(options, { app: ['live-holder'] })).toEqual(allPresent({ app: ['live-holder'] }));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
 
     it('a holder killed with SIGKILL does not block the others for good', async () => {
@@ -158,6 +166,7 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
         runUsage({ options, parts: [{ clientId: 'app', users: list }] }, { pidNamespace: true })));
       expectAllSignedIn(results, users.flat());
       expect(await verifyStore(options, { app: users.flat() })).toEqual(allPresent({ app: users.flat() }));
+      expect(await leftoversBeside(options)).toEqual([]);
     });
   });
 
@@ -167,16 +176,23 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
     await stalled.waitFor('HOLDING');
     stalled.child.kill('SIGSTOP');
     const users = usersFor('while-stalled', 4);
+    const afterWake = usersFor('after-wake', 12);
     let next: UsageResult;
+    let busy: ReturnType<typeof startUsage> | undefined;
     try {
       next = await runUsage({ options, parts: [{ clientId: 'app', users }] });
+      // It wakes while yet another writer is busy: going on with its write must take the lock again, not
+      // write over that writer either.
+      busy = startUsage('usage-run', { options, parts: [{ clientId: 'app', users: afterWake }] });
+      await busy.waitFor('DONE');
     } finally {
       stalled.child.stdin!.write('go on\n');
       stalled.child.kill('SIGCONT');
     }
     const woke = await stalled.done;
-    expectAllSignedIn([next], users);
+    expectAllSignedIn([next, (await busy.done).result!], [...users, ...afterWake]);
     // The stalled write either lands as well or fails with one of our codes; never untyped, never STORE_FAILED.
+    expect(woke.result, woke.stderr).toBeDefined();
     const outcome = woke.result!;
     const landed = outcome.done.includes('stalled');
     if (!landed) {
@@ -184,7 +200,8 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
       expect(errorCodes).toContain(outcome.errors[0]!.code);
       expect(outcome.errors[0]!.code).not.toBe('STORE_FAILED');
     }
-    const clients = { app: landed ? [...users, 'stalled'] : users };
+    const clients = { app: landed ? [...users, ...afterWake, 'stalled'] : [...users, ...afterWake] };
     expect(await verifyStore(options, clients)).toEqual(allPresent(clients));
+    expect(await leftoversBeside(options)).toEqual([]);
   });
 });
