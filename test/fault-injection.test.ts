@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { deadPid, forChild, isLinux, runFixture, startFixture, storeOptions } from './helpers.js';
+import { deadPid, forChild, isLinux, repoRoot, runFixture, startFixture, storeOptions } from './helpers.js';
 import type { BackendKind } from '../src/persistence/types.js';
 import type { CachePluginOptions } from '../src/index.js';
 
@@ -357,5 +357,56 @@ describe.runIf(isLinux)('[linux only] fault injection with strace on the save, l
     console.log(report);
     expect(outcomes.length).toBeGreaterThan(0);
     expect(outcomes.filter((o) => o.problems.length > 0).map((o) => `${o.testCase.id}: ${o.problems.join('; ')}`)).toEqual([]);
+  });
+});
+
+describe.runIf(isLinux)('[linux only] a real full disk: the cache directory on a small tmpfs', () => {
+  // No injection here: the kernel itself answers ENOSPC once the cache outgrows the file system, in
+  // whichever syscall first needs a block (the temp file's write, its fsync, the lockfile). The writer and
+  // the fresh reader run in one private mount namespace (unshare, util-linux), where the tmpfs is mounted.
+  it.each(['plaintext-file', 'safe-storage'] as BackendKind[])('%s: sign-ins fail with a typed error once the disk is full; earlier ones survive, nothing is left behind', async (backend) => {
+    const options = await storeOptions(backend, { lockOptions: { timeoutMs: 10_000 } });
+    const directory = dirname(options.cachePath!);
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    const many = Array.from({ length: 12 }, (_, i) => `user${i}`);
+    const fixture = (name: string) => join(repoRoot, 'test', 'fixtures', `${name}.mjs`);
+    const script = [
+      // About three users' cache (a save needs room for the temp file and the file it replaces).
+      'mount -t tmpfs -o size=24k,mode=0700 fault-tmpfs "$DIR" || exit 90',
+      'echo go | node "$WRITER" "$WRITER_ARGS"',
+      'node "$VERIFY" "$VERIFY_ARGS"',
+      'echo "LEFT $(ls -A "$DIR" | tr "\\n" " ")"',
+    ].join('; ');
+    const writerArgs = { options: forChild(options), users: many };
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script], {
+      env: {
+        ...process.env, DIR: directory, WRITER: fixture('fault-writer'), VERIFY: fixture('fault-verify'),
+        WRITER_ARGS: JSON.stringify(writerArgs),
+        // All users are looked up; the test then requires every one the writer reported done.
+        VERIFY_ARGS: JSON.stringify({ stores: [{ id: 'full', options: forChild(options), users: many }] }),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, stderr).toBe(0);
+    const lines = stdout.split('\n');
+    const done = lines.filter((l) => l.startsWith('DONE ')).map((l) => l.slice(5));
+    const failed = lines.filter((l) => l.startsWith('FAILED ')).map((l) => JSON.parse(l.split(' ').slice(2).join(' ')));
+    const store = JSON.parse(lines.find((l) => l.startsWith('STORE '))!.slice(6));
+    const left = lines.find((l) => l.startsWith('LEFT '))!.slice(5).trim().split(' ').filter(Boolean);
+    console.log(`full tmpfs, ${backend}: done ${done.length}/${many.length}, failed [${failed.map((f) => f.code).join(',')}], ` +
+      `store: ${store.accounts ?? 0} accounts${store.error ? `, error ${store.error.code}` : ''}, left: ${left.join(' ')}`);
+    expect(lines.some((l) => l.startsWith('CRASH '))).toBe(false);
+    expect(lines.some((l) => l.startsWith('RESULT '))).toBe(true);
+    // The disk did fill up (else this test proves nothing), and every failure is typed.
+    expect(failed.length).toBeGreaterThan(0);
+    expect(failed.filter((f) => !f.typed)).toEqual([]);
+    expect(store.error).toBeUndefined();
+    expect(done.filter((user) => store.missing.includes(user))).toEqual([]);
+    expect(left.filter((f) => f !== basename(options.cachePath!))).toEqual([]);
   });
 });
