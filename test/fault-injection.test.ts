@@ -5,12 +5,14 @@
 // How the faults are aimed:
 //  - strace attaches (-p, all threads) only after the writer has started and created its plugin, so node's
 //    start-up is never hit;
-//  - -P restricts tracing, and so injection and its call counting, to the cache's files: the cache file or
-//    marker, the lockfile, its `.break` file, the directory, and the temp files of the atomic write. Without
-//    it, a failed write or read of libuv's own eventfd makes libuv abort(), which says nothing about us;
 //  - strace counts calls per syscall and per thread; the writer runs with one libuv pool thread so the
-//    count is the same from run to run. A discovery run (trace only) counts the calls first; then
-//    `when=<n>` fails the n-th one, for every n.
+//    count is the same from run to run. A discovery run (trace only, every file) counts the calls first;
+//    then `when=<n>` fails the n-th one, for every n whose call touches the cache's files (cache or marker,
+//    lockfile, `.break`, temp files, the directory, the /proc files the lock reads to identify a holder);
+//  - a failed write or read of libuv's own eventfd makes libuv abort(), which says nothing about us. So reads
+//    are aimed with -P at the cache's fixed-name files (temp files have random names and are never read),
+//    and writes both with -P and on every file at call numbers where no thread writes an eventfd. A run
+//    whose fault still lands on an eventfd is reported and not counted.
 // strace attaches to a process that is not its child: that needs root or CAP_SYS_PTRACE (CI runs as root),
 // or kernel.yama.ptrace_scope = 0.
 // After each case: the writer ended with every sign-in either done or failed with a KeychainCacheError
