@@ -120,12 +120,24 @@ export class KeychainCachePlugin implements ICachePlugin {
    * Returns the text that was saved.
    */
   async #fencedSave(text: string, held: HeldWrite): Promise<string> {
+    const lost = new KeychainCacheError('LOCK_TIMEOUT', `The cache lock ${this.#lockPath} was taken from this process before it could save.`);
+    // Checked before the save (for a persistence that ignores beforeCommit) and again at its commit point
+    // (right before the rename, or the keychain write), so only that last step is left unfenced.
+    const fence = async (): Promise<void> => {
+      if (!await held.releaseFile.stillHeld() || await this.persistence.changeToken() !== held.baseToken) throw lost;
+    };
     for (let attempt = 1; ; attempt++) {
-      const fenced = await held.releaseFile.stillHeld() && await this.persistence.changeToken() === held.baseToken;
-      if (fenced) {
-        await this.persistence.save(text);
+      let saved = false;
+      try {
+        await fence();
+        await this.persistence.save(text, { beforeCommit: fence });
+        saved = true;
+      } catch (error) {
+        if (error !== lost) throw error;
+      }
+      if (saved) {
         const token = await this.persistence.changeToken();
-        // Stopped between the fence and the save: the lock may have been broken and a newer write may land
+        // Stopped between the fence and the commit: the lock may have been broken and a newer write may land
         // on top of ours. Checked again; if so, the loop re-applies our changes to whatever is stored now.
         if (await held.releaseFile.stillHeld()) {
           this.#lastSeenToken = token;

@@ -256,6 +256,12 @@ export interface AtomicWriteOptions {
   platform?: NodeJS.Platform;
   /** fsync before the rename (default true). Off only for change markers, whose bytes carry no data. */
   durable?: boolean;
+  /**
+   * Runs after the new version is written and synced, right before the rename that publishes it; if it throws,
+   * nothing is replaced and its error is thrown as it is. The cache plugin's lock fence goes here, so a holder
+   * whose lock was broken while it was stopped learns it with only the rename left to do.
+   */
+  beforeRename?: () => Promise<void>;
 }
 
 /**
@@ -285,6 +291,7 @@ async function writeNow(path: string, data: string | Uint8Array, options: Atomic
     } finally {
       await created.handle.close();
     }
+    await options.beforeRename?.();
     await renameWithRetry(temp, path, platform);
     renamed = true;
   } catch (error) {

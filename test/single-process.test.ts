@@ -2,6 +2,7 @@ import { ConfidentialClientApplication, PublicClientApplication } from '@azure/m
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
+import { createCachePlugin, createPersistence, type Persistence } from '../src/index.js';
 import { testAuthority } from '../src/token-endpoint.js';
 import { backends, clientId, createTokenEndpoint, findAccount, isLinux, newClient, recordingLogger, scopes, signIn, storeOptions } from './helpers.js';
 
@@ -109,6 +110,43 @@ describe.each(backends)('one process, %s backend', (backend) => {
     expect(['before', 'newer', 'stalled'].filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
     expect(log.lines.some((l) => /taken from this process/.test(l.message))).toBe(true);
     expect(existsSync(`${options.cachePath}.lockfile`)).toBe(false);
+  });
+
+  it.runIf(runs)('a writer stopped inside the save itself, after its first fence, learns at the commit point that its lock was broken and re-applies its write', async () => {
+    const options = await storeOptions(backend);
+    const endpoint = createTokenEndpoint();
+    const real = await createPersistence(options);
+    await signIn((await newClient(options, endpoint)).client, 'before');
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => { resume = resolve; });
+    let stopped!: () => void;
+    const isStopped = new Promise<void>((resolve) => { stopped = resolve; });
+    let stop = true;
+    // The same store, stopping once inside save (the plugin's first fence has passed; the commit is still ahead).
+    const stalling: Persistence = {
+      ...real,
+      load: () => real.load(), delete: () => real.delete(), changeToken: () => real.changeToken(),
+      quarantine: () => real.quarantine(), verify: () => real.verify(),
+      save: async (contents, saveOptions) => {
+        if (stop) { stop = false; stopped(); await resumed; }
+        return real.save(contents, saveOptions);
+      },
+    };
+    const plugin = await createCachePlugin({ persistence: stalling, loggerOptions: { loggerCallback: () => undefined } });
+    const stallingClient = new PublicClientApplication({
+      auth: { clientId, authority: testAuthority },
+      cache: { cachePlugin: plugin },
+      system: { networkClient: endpoint.networkClient },
+    });
+    const stalled = signIn(stallingClient, 'stalled');
+    await isStopped;
+    await rm(`${options.cachePath}.lockfile`);
+    await signIn((await newClient(options, endpoint)).client, 'newer');
+    resume();
+    await stalled;
+    endpoint.refuse = true;
+    const accounts = await (await newClient(options, endpoint)).client.getTokenCache().getAllAccounts();
+    expect(['before', 'newer', 'stalled'].filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
   });
 
   it.runIf(runs)('persists refreshed tokens (refresh_token grant) and sign-out', async () => {

@@ -63,8 +63,8 @@ export async function createEncryptedFilePersistence(options: EncryptedFileOptio
       if (sealed.length === 0) return '';
       return open(sealed);
     },
-    save: async (contents) => {
-      await writeFileAtomic(cachePath, await seal(cipher, kind, contents), { platform });
+    save: async (contents, saveOptions) => {
+      await writeFileAtomic(cachePath, await seal(cipher, kind, contents), { platform, beforeRename: saveOptions?.beforeCommit });
     },
     delete: () => deleteFile(cachePath),
     changeToken: () => fileStamp(cachePath),

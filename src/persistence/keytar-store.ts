@@ -82,7 +82,9 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
     cachePath,
     location,
     load,
-    save: async (contents) => {
+    save: async (contents, saveOptions) => {
+      // The keychain write is the commit: the marker only announces it.
+      await saveOptions?.beforeCommit?.();
       await call('write the', () => keytar.setPassword(serviceName, accountName, contents));
       await touchMarker();
     },

@@ -23,7 +23,7 @@ export async function createPlaintextFilePersistence(options: FilePersistenceOpt
     cachePath,
     location: cachePath,
     load: () => readFileIfExists(cachePath),
-    save: (contents) => writeFileAtomic(cachePath, contents, { platform }),
+    save: (contents, saveOptions) => writeFileAtomic(cachePath, contents, { platform, beforeRename: saveOptions?.beforeCommit }),
     delete: () => deleteFile(cachePath),
     changeToken: () => fileStamp(cachePath),
     quarantine: () => quarantineFile(cachePath, platform),

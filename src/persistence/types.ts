@@ -21,6 +21,10 @@ export interface SafeStorageLike {
   getSelectedStorageBackend?(): string;
 }
 
+export interface SaveOptions {
+  beforeCommit?: () => Promise<void>;
+}
+
 /**
  * One storage backend. Every backend stores the UTF-8 cache JSON in the layout msal-node-extensions
  * uses, so the two libraries can share a cache. Implementations never log or throw token text.
@@ -35,8 +39,12 @@ export interface Persistence {
   readonly location: string;
   /** The stored cache JSON, or null when nothing is stored. Throws typed errors; never returns bytes it could not read. */
   load(): Promise<string | null>;
-  /** Replaces the stored cache atomically: a concurrent reader sees the old or the new one. */
-  save(contents: string): Promise<void>;
+  /**
+   * Replaces the stored cache atomically: a concurrent reader sees the old or the new one. `beforeCommit`, when
+   * given, runs as late as the backend allows before the new version becomes visible (before the rename, or the
+   * keychain write); if it throws, nothing is stored and its error is thrown as it is.
+   */
+  save(contents: string, options?: SaveOptions): Promise<void>;
   /** Deletes the stored cache; false when there was none. */
   delete(): Promise<boolean>;
   /** A cheap token that changes whenever the stored cache changes (a stat, no secret-store call). */
