@@ -147,6 +147,8 @@ describe.runIf(isLinux)('a locked keyring is KEYRING_LOCKED, with or without the
     // Without the round trip, the read meets it: a locked item reads as "not found", the marker says otherwise.
     expect(await run({ ...options, verify: false }, env)).toMatchObject({ ok: false, code: 'KEYRING_LOCKED' });
     expect(await run({ ...options, verify: false }, env, ['cat'])).toMatchObject({ ok: false, code: 'KEYRING_LOCKED' });
+    // A delete meets it too (libsecret answers "nothing to delete" for a locked item): no sign-out is reported.
+    expect(await run({ ...options, verify: false }, env, [], { delete: true })).toMatchObject({ ok: false, code: 'KEYRING_LOCKED' });
     expect(await snapshot(cachePath)).toBe(marker);
     expect((await readdir(directory)).sort()).toEqual(['msal-cache.json']);
 

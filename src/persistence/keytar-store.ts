@@ -90,6 +90,10 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
     },
     delete: async () => {
       const deleted = await call('delete the', () => keytar.deletePassword(serviceName, accountName));
+      // libsecret answers "nothing to delete" for an item in a locked collection: as at load, a marker that says
+      // a cache was written gets a throwaway write first, so a locked keyring throws KEYRING_LOCKED instead of
+      // reporting a sign-out that did not happen.
+      if (!deleted && probeWhenEmpty && (await readFileIfExists(cachePath)) !== null) await probeWritable();
       await deleteFile(cachePath);
       return deleted;
     },
