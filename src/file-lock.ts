@@ -8,12 +8,13 @@
 // thread and process can check for itself, so no in-process registry has to agree on who holds what.
 //
 // Stale rule, in order:
-//  - another host, another boot (same hostname on another machine, or before a reboot) or another PID
-//    namespace: the holder's pid cannot be probed from here, so it is stale only when the lockfile's mtime is
-//    older than staleAfterMs (our live holders touch it every staleAfterMs / 4);
+//  - another host, another boot (same hostname on another machine, or before a reboot), another PID
+//    namespace, or a lockfile that does not say its namespace (msal-node-extensions' pid-only lockfile, which
+//    a container may have written): the holder's pid cannot be probed from here, so it is stale only when the
+//    lockfile's mtime is older than staleAfterMs (our live holders touch it every staleAfterMs / 4);
 //  - same namespace, pid dead (or a zombie): stale at once;
-//  - same namespace, pid alive but started at another time than the holder recorded (or, for a lockfile
-//    without that record, started after the lockfile was written): the pid was reused, stale at once;
+//  - same namespace, pid alive but started at another time than the holder recorded: the pid was reused,
+//    stale at once;
 //  - same process, but the thread that took it has exited (a worker thread terminated mid-write): stale at once;
 //  - otherwise the holder is alive: stale only when untouched for staleAfterMs (it is stopped: SIGSTOP, a
 //    debugger, a paused VM). A holder that wakes up after that proves it still holds the lock before it saves
@@ -40,6 +41,7 @@ export interface LockOptions {
 export const defaultLockOptions: Required<LockOptions> = { timeoutMs: 60_000, staleAfterMs: 30_000 };
 /** Below this, a holder's heartbeat could miss the deadline on a loaded machine and a live lock be broken. */
 export const minimumStaleAfterMs = 1_000;
+const maximumMs = 2 ** 31 - 1;
 
 /**
  * Releases the lock. Safe to call twice; never removes a lock that another process now holds; never throws
@@ -74,8 +76,10 @@ export function resolveLockTiming(options: LockOptions = {}): Required<LockOptio
   for (const key of ['timeoutMs', 'staleAfterMs'] as const) {
     const value = options[key];
     if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-      throw new KeychainCacheError('INVALID_OPTION', `lockOptions.${key} must be a positive number of milliseconds.`);
+    // Node's timers hold at most 2^31 - 1 ms; a longer one fires at once (a heartbeat every millisecond).
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > maximumMs) {
+      throw new KeychainCacheError('INVALID_OPTION', `lockOptions.${key} must be a positive number of milliseconds, ` +
+        `at most ${maximumMs} (about 24 days); got ${String(value)}.`);
     }
     resolved[key] = value;
   }
@@ -170,20 +174,28 @@ interface ProcessIdentity {
   pidNamespace: string | undefined;
   startTime: string | undefined;
   thread: string | undefined;
+  /**
+   * /proc numbers processes as this process sees them. Not so in a PID namespace that kept its parent's /proc
+   * (`unshare --pid` without `--mount-proc`): there /proc/<pid> is another process, and no probe through it
+   * can be trusted.
+   */
+  procIsOurs: boolean;
 }
 let ourIdentity: ProcessIdentity | undefined;
 
 function identity(): ProcessIdentity {
-  ourIdentity ??= {
+  if (ourIdentity) return ourIdentity;
+  const procIsOurs = readLink('/proc/self') === String(process.pid);
+  // `<pid>/task/<tid>`: the calling thread (this runs on the JavaScript thread of this isolate).
+  const tid = procIsOurs ? readLink('/proc/thread-self')?.split('/').at(-1) : undefined;
+  const threadStart = tid === undefined ? undefined : processStartTime(`self/task/${tid}`);
+  ourIdentity = {
     bootId: readProc('/proc/sys/kernel/random/boot_id'),
     pidNamespace: readLink('/proc/self/ns/pid'),
-    startTime: processStartTime('self'),
-    thread: (() => {
-      // `<pid>/task/<tid>`: the calling thread (this runs on the JavaScript thread of this isolate).
-      const tid = readLink('/proc/thread-self')?.split('/').at(-1);
-      const start = tid === undefined ? undefined : processStartTime(`self/task/${tid}`);
-      return tid && start ? `${tid}:${start}` : undefined;
-    })(),
+    // Recorded only where others in this namespace can check them through /proc.
+    startTime: procIsOurs ? processStartTime('self') : undefined,
+    thread: tid && threadStart ? `${tid}:${threadStart}` : undefined,
+    procIsOurs,
   };
   return ourIdentity;
 }
@@ -210,15 +222,6 @@ function processStartTime(pid: number | string): string | undefined {
   if (stat === undefined) return undefined;
   // The command name (field 2) may hold spaces and parentheses: count fields after its closing ')'.
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-}
-
-/** When a process started, in ms since the epoch (to about a second: the kernel's boot time is in whole seconds). */
-function processStartMs(pid: number): number | undefined {
-  const ticks = Number(processStartTime(pid));
-  const bootSeconds = Number(/^btime (\d+)$/m.exec(readProc('/proc/stat') ?? '')?.[1]);
-  if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
-  // USER_HZ is 100 on every Linux architecture Node runs on.
-  return bootSeconds * 1000 + ticks * 10;
 }
 
 async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger): Promise<ReleaseLock | undefined> {
@@ -369,13 +372,16 @@ async function inspectLock(lockPath: string, staleAfterMs: number): Promise<Verd
   const me = identity();
   if (holder.host !== undefined && holder.host !== ourHost) return byAge(` on ${holder.host}`);
   if (holder.bootId && me.bootId && holder.bootId !== me.bootId) return byAge(' on another machine or before a reboot');
-  if (holder.pidNamespace && me.pidNamespace && holder.pidNamespace !== me.pidNamespace) {
-    return byAge(` in another PID namespace (${holder.pidNamespace})`);
-  }
+  // A lockfile that does not say which PID namespace wrote it (msal-node-extensions writes the pid alone; so
+  // did our own first version) may come from a container whose pids mean nothing here: a pid that is dead, or
+  // another process, in our namespace proves nothing, so only its age counts.
+  // (Where we have no PID namespace of our own, macOS and Windows, there are none to confuse.)
+  if (me.pidNamespace && !holder.pidNamespace) return byAge(' (a lockfile that does not say which PID namespace wrote it)');
+  if (me.pidNamespace && holder.pidNamespace !== me.pidNamespace) return byAge(` in another PID namespace (${holder.pidNamespace})`);
   if (!isProcessAlive(holder.pid!)) {
     return { stale: true, reason: `holder process ${holder.pid} is no longer running`, holder, identity: lockIdentity };
   }
-  if (holder.startTime) {
+  if (holder.startTime && me.procIsOurs) {
     const startTime = holder.pid === process.pid ? me.startTime : processStartTime(holder.pid!);
     if (startTime !== undefined && startTime !== holder.startTime) {
       return { stale: true, reason: `process ${holder.pid} that held it has exited and its pid was reused`, holder, identity: lockIdentity };
@@ -383,13 +389,6 @@ async function inspectLock(lockPath: string, staleAfterMs: number): Promise<Verd
     const [tid, threadStart] = holder.thread?.split(':') ?? [];
     if (startTime !== undefined && tid && processStartTime(`${holder.pid}/task/${tid}`) !== threadStart) {
       return { stale: true, reason: `the thread of process ${holder.pid} that held it has ended`, holder, identity: lockIdentity };
-    }
-  } else {
-    // msal-node-extensions (and our older versions) record no start time: a lockfile older than the process
-    // that now has its pid was left by an earlier process (pid 1 of a restarted container, say).
-    const startedMs = processStartMs(holder.pid!);
-    if (startedMs !== undefined && Number(stats.mtimeMs) < startedMs - 1_000) {
-      return { stale: true, reason: `written before process ${holder.pid} started: its pid was reused`, holder, identity: lockIdentity };
     }
   }
   return byAge('');
@@ -402,8 +401,8 @@ export function isProcessAlive(pid: number): boolean {
     // EPERM: the process exists but belongs to someone else.
     return systemErrorCode(error) === 'EPERM';
   }
-  // A killed child that its parent has not reaped yet is a zombie: it holds nothing.
-  const stat = readProc(`/proc/${pid}/stat`);
+  // A killed child that its parent has not reaped yet is a zombie: it holds nothing. (Only where /proc is ours.)
+  const stat = identity().procIsOurs ? readProc(`/proc/${pid}/stat`) : undefined;
   return stat === undefined || stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }
 

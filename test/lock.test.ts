@@ -18,6 +18,12 @@ function runAs(uid: number, code: string): Promise<string> {
   });
 }
 
+/** A lockfile as our lock writes it, for `pid` in this PID namespace (no start time: only the pid is probed). */
+async function lockfileOf(pid: number, nonce: string): Promise<string> {
+  const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+  return `${pid}\n${hostname()}\n${nonce}\n${boot}\n${await readlink('/proc/self/ns/pid')}\n\n\n`;
+}
+
 async function lockPathIn(): Promise<string> {
   return join(await tempDir(), 'msal-cache.json.lockfile');
 }
@@ -92,13 +98,17 @@ describe('file lock', () => {
     }
   });
 
-  it("understands msal-node-extensions' lockfile (pid only): waits for a live one, takes a dead one", async () => {
+  it("understands msal-node-extensions' lockfile (pid only): waits for a live one, and for a dead one until it is untouched for staleAfterMs", async () => {
     const lockPath = await lockPathIn();
     await writeFile(lockPath, String(process.ppid));
     await expect(acquireFileLock(lockPath, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    // A pid-only lockfile does not say which PID namespace wrote it: a container's live holder can have a pid
+    // that is dead (or another process) here. So a dead pid alone does not free it; its age does.
     await writeFile(lockPath, String(await deadPid()));
-    const release = await acquireFileLock(lockPath, { timeoutMs: 1000 });
-    await release();
+    await expect(acquireFileLock(lockPath, { timeoutMs: 300, staleAfterMs: 60_000 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    const old = new Date(Date.now() - 120_000);
+    await utimes(lockPath, old, old);
+    await (await acquireFileLock(lockPath, { timeoutMs: 1000, staleAfterMs: 60_000 }))();
   });
 
   it('excludes msal-node-extensions processes, and they exclude us', async () => {
@@ -129,20 +139,21 @@ describe('file lock', () => {
     const lockPath = join(directory, 'counter.lockfile');
     const counterPath = join(directory, 'counter');
     await writeFile(counterPath, '0');
-    await writeFile(lockPath, `${await deadPid()}\n${hostname()}\n${randomBytes(4).toString('hex')}\n`);
+    await writeFile(lockPath, await lockfileOf(await deadPid(), randomBytes(4).toString('hex')));
     const results = await Promise.all(Array.from({ length: 6 }, () =>
       runFixture('lock-holder', { mode: 'count', times: 10, lockPath, counterPath })));
     expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0]);
     expect(Number(await readFile(counterPath, 'utf8'))).toBe(60);
   });
 
-  it('takes a lockfile with our pid written before this process started (pid 1 of a restarted container), in either format', async () => {
-    const beforeWeStarted = new Date(Date.now() - process.uptime() * 1000 - 60_000);
-    for (const content of [`${process.pid}\n${hostname()}\nleft-by-a-previous-container\n`, String(process.pid)]) {
+  it('judges lockfiles of the older formats (no PID namespace line) by age alone, even one that names our own pid', async () => {
+    for (const content of [`${process.pid}\n${hostname()}\nleft-by-a-previous-container\n`, String(process.pid), `${await deadPid()}\n${hostname()}\nx\n`]) {
       const lockPath = await lockPathIn();
       await writeFile(lockPath, content);
-      await utimes(lockPath, beforeWeStarted, beforeWeStarted);
-      await (await acquireFileLock(lockPath, { timeoutMs: 200, staleAfterMs: 600_000 }))();
+      await expect(acquireFileLock(lockPath, { timeoutMs: 200, staleAfterMs: 60_000 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+      const old = new Date(Date.now() - 120_000);
+      await utimes(lockPath, old, old);
+      await (await acquireFileLock(lockPath, { timeoutMs: 1000, staleAfterMs: 60_000 }))();
     }
   });
 
@@ -172,6 +183,23 @@ describe('file lock', () => {
     await (await acquireFileLock(lockPath, { timeoutMs: 2000, staleAfterMs: 600_000 }))();
   });
 
+  it('in a PID namespace that kept its parent\'s /proc, two copies of the code in one process still exclude each other', async () => {
+    // `unshare --pid --fork` without --mount-proc: /proc/<pid> there is some other process. The ESM copy holds
+    // the lock; the CJS copy must wait, not judge the holder by probes through the wrong /proc.
+    const lockPath = await lockPathIn();
+    const esm = JSON.stringify(pathToFileURL(join(repoRoot, 'dist', 'esm', 'file-lock.js')).href);
+    const cjs = JSON.stringify(join(repoRoot, 'dist', 'cjs', 'file-lock.js'));
+    const script = `const { createRequire } = await import('node:module'); const esm = await import(${esm}); ` +
+      `const cjs = createRequire(import.meta.url)(${cjs}); await esm.acquireFileLock(${JSON.stringify(lockPath)}); ` +
+      `const second = await cjs.acquireFileLock(${JSON.stringify(lockPath)}, { timeoutMs: 1000 }).then(() => 'ACQUIRED', (e) => e.code); ` +
+      'console.log(`pid ${process.pid} ${second}`); process.exit(0);';
+    const output = await new Promise<string>((resolve, reject) => {
+      execFile('unshare', ['--pid', '--fork', process.execPath, '--input-type=module', '-e', script],
+        (error, stdout, stderr) => (error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout)));
+    });
+    expect(output.trim()).toBe('pid 1 LOCK_TIMEOUT');
+  });
+
   it('respects a holder in another PID namespace (its pid cannot be probed from here) until it is untouched for staleAfterMs', async () => {
     const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
     const lockPath = await lockPathIn();
@@ -192,7 +220,7 @@ describe('file lock', () => {
     await mkdir(directory);
     await chmod(directory, 0o1777);
     const lockPath = join(directory, 'msal-cache.json.lockfile');
-    await writeFile(lockPath, `${await deadPid()}\n${hostname()}\ndead\n`, { mode: 0o644 });
+    await writeFile(lockPath, await lockfileOf(await deadPid(), 'dead'), { mode: 0o644 });
     const run = await runAs(65534, `import(${JSON.stringify(pathToFileURL(join(repoRoot, 'dist', 'esm', 'file-lock.js')).href)}).then((m) => ` +
       `m.acquireFileLock(${JSON.stringify(lockPath)}, { timeoutMs: 60000 })).then(() => console.log('ACQUIRED'), ` +
       '(e) => console.log(`CODE ${e.code}`));');
@@ -202,7 +230,8 @@ describe('file lock', () => {
 
   it('refuses a staleAfterMs below the minimum, and bad timing values, with INVALID_OPTION', async () => {
     const lockPath = await lockPathIn();
-    for (const lockOptions of [{ staleAfterMs: 100 }, { staleAfterMs: 999 }, { timeoutMs: 0 }, { timeoutMs: Number.NaN }, { staleAfterMs: Infinity }]) {
+    for (const lockOptions of [{ staleAfterMs: 100 }, { staleAfterMs: 999 }, { timeoutMs: 0 }, { timeoutMs: Number.NaN },
+      { staleAfterMs: Infinity }, { staleAfterMs: 2 ** 31 }, { timeoutMs: 10_000_000_000 }]) {
       await expect(acquireFileLock(lockPath, lockOptions)).rejects.toMatchObject({ code: 'INVALID_OPTION' });
     }
     expect(existsSync(lockPath)).toBe(false);
