@@ -23,6 +23,8 @@ interface HeldWrite {
 interface SyncState {
   token: string | undefined;
   text: string | undefined;
+  /** Writes of this TokenCache between beforeCacheAccess and afterCacheAccess: reads then leave its memory alone. */
+  writing: number;
 }
 
 // A save whose fence keeps failing (the lock taken again and again while this process is stopped) gives up.
@@ -78,8 +80,11 @@ export class KeychainCachePlugin implements ICachePlugin {
   async beforeCacheAccess(context: TokenCacheContext): Promise<void> {
     if (!context.cacheHasChanged) {
       // The hot path: one stat, nothing else, when no other writer has been here.
+      const state = this.#state(context);
       const token = await this.persistence.changeToken();
-      if (token !== this.#state(context).token) await this.#beforeRead(context, token);
+      // A read that lands inside a write of the same client (msal-node runs them concurrently) must not replace
+      // the memory that write is filling: the write reloaded under the lock and saves the latest in a moment.
+      if (token !== state.token && state.writing === 0) await this.#beforeRead(context, token);
       return;
     }
     const held = await this.#lock();
@@ -90,6 +95,7 @@ export class KeychainCachePlugin implements ICachePlugin {
       await this.#unlock(held);
       throw error;
     }
+    this.#state(context).writing++;
     this.#writing++;
   }
 
@@ -102,11 +108,12 @@ export class KeychainCachePlugin implements ICachePlugin {
       // msal-node rebuilds its memory from the last deserialized string on every silent call
       // (TokenCache.overwriteCache), so hand it what we just saved or it forgets this write. Done before the
       // lock is released, so that nothing (a failed release included) can come between the save and MSAL.
-      context.tokenCache.deserialize(text);
+      replaceMemory(context, text);
       Object.assign(this.#state(context), { text, token: held.baseToken });
       this.#logger.verbose(`Saved the token cache (${text.length} characters) to ${this.persistence.kind}.`);
       this.#notify(text, 'this-process');
     } finally {
+      this.#state(context).writing--;
       this.#writing--;
       await this.#unlock(held);
     }
@@ -233,7 +240,7 @@ export class KeychainCachePlugin implements ICachePlugin {
   #state(context: TokenCacheContext): SyncState {
     let state = this.#synced.get(context.tokenCache);
     if (!state) {
-      state = { token: undefined, text: undefined };
+      state = { token: undefined, text: undefined, writing: 0 };
       this.#synced.set(context.tokenCache, state);
     }
     return state;
@@ -243,7 +250,7 @@ export class KeychainCachePlugin implements ICachePlugin {
     const state = this.#state(context);
     if (text !== state.text) {
       state.text = undefined;
-      context.tokenCache.deserialize(text);
+      replaceMemory(context, text);
       this.#logger.verbose(`Loaded the token cache (${text.length} characters) from ${this.persistence.kind}.`);
       this.#notify(text, 'another-process');
     }
@@ -360,6 +367,18 @@ export class KeychainCachePlugin implements ICachePlugin {
       held.releaseLocal();
     }
   }
+}
+
+/**
+ * Makes MSAL's memory exactly `text`. msal-node's deserialize() adds to its memory and never removes, so an
+ * account another process (or client) signed out would stay in this client's memory and be written back by its
+ * next save: a completed sign-out undone. msal-node empties its memory itself the same way before it reloads
+ * (TokenCache.overwriteCache: storage.clear()), but offers no public call for it; where a future msal-node
+ * lacks it, deserialize() alone remains (the test of removals racing sign-ins then fails).
+ */
+function replaceMemory(context: TokenCacheContext, text: string): void {
+  (context.tokenCache as unknown as { storage?: { clear?: () => void } }).storage?.clear?.();
+  context.tokenCache.deserialize(text);
 }
 
 /**

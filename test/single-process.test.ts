@@ -149,6 +149,30 @@ describe.each(backends)('one process, %s backend', (backend) => {
     expect(['before', 'newer', 'stalled'].filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
   });
 
+  it.runIf(runs)('a completed sign-out stays done: another client\'s next sign-in does not write the removed account back', async () => {
+    const options = await storeOptions(backend);
+    const endpoint = createTokenEndpoint();
+    const shared = await newClient(options, endpoint);
+    const otherClientOnSharedPlugin = new PublicClientApplication({
+      auth: { clientId: 'second-client', authority: testAuthority },
+      cache: { cachePlugin: shared.plugin },
+      system: { networkClient: endpoint.networkClient },
+    });
+    // Another plugin instance stands for another process.
+    const elsewhere = await newClient(options, endpoint);
+    await signIn(shared.client, 'u0');
+    await signIn(shared.client, 'u1');
+    for (const [remover, user] of [[elsewhere.client, 'u0'], [otherClientOnSharedPlugin, 'u1']] as const) {
+      const account = findAccount(await remover.getTokenCache().getAllAccounts(), endpoint, user)!;
+      await remover.getTokenCache().removeAccount(account);
+    }
+    // The first client still had u0 and u1 in memory: its next write must not bring them back.
+    await signIn(shared.client, 'u2');
+    endpoint.refuse = true;
+    const accounts = await (await newClient(options, endpoint)).client.getTokenCache().getAllAccounts();
+    expect(['u0', 'u1', 'u2'].filter((u) => findAccount(accounts, endpoint, u))).toEqual(['u2']);
+  });
+
   it.runIf(runs)('persists refreshed tokens (refresh_token grant) and sign-out', async () => {
     const options = await storeOptions(backend);
     const endpoint = createTokenEndpoint();
