@@ -19,7 +19,7 @@
 // (no crash, no hang), no lockfile or temp file is left, and a fresh process loads every sign-in the
 // writer reported done.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -303,8 +303,8 @@ interface Scenario {
   backend: BackendKind;
   /** Only the first errno of each syscall: keeps the file in time; the errnos' variety is covered above. */
   firstErrnoOnly?: boolean;
-  /** Start with a lockfile left by a dead process (msal-node-extensions' format: the pid alone), so the
-   *  stale-lock inspection and breaking paths run too. */
+  /** Start with an old lockfile left by a dead process (msal-node-extensions' format: the pid alone), so
+   *  the stale-lock inspection and breaking paths run too. */
   staleLock?: boolean;
 }
 
@@ -321,7 +321,11 @@ async function prepareStore(scenario: Scenario): Promise<CachePluginOptions> {
   const options = await storeOptions(scenario.backend, { lockOptions: { timeoutMs: 10_000 } });
   if (scenario.staleLock) {
     mkdirSync(dirname(options.cachePath!), { recursive: true, mode: 0o700 });
-    writeFileSync(`${options.cachePath}.lockfile`, `${await deadPid()}\n`, { mode: 0o600 });
+    const lockfile = `${options.cachePath}.lockfile`;
+    writeFileSync(lockfile, `${await deadPid()}\n`, { mode: 0o600 });
+    // An hour old: stale by age as well, since a pid-only lockfile (no PID namespace) may be judged by age alone.
+    const anHourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(lockfile, anHourAgo, anHourAgo);
   }
   return options;
 }
