@@ -73,81 +73,48 @@ describe.each(backends)('one process, %s backend', (backend) => {
     }
   });
 
-  it.runIf(runs)('a writer whose lock was broken while it was stopped re-applies its write on the newer cache instead of overwriting it', async () => {
-    const options = await storeOptions(backend);
-    const endpoint = createTokenEndpoint();
-    const log = recordingLogger();
-    const { plugin } = await newClient({ ...options, loggerOptions: log.loggerOptions }, endpoint);
-    await signIn((await newClient(options, endpoint)).client, 'before');
-    let stop = true;
-    let resume!: () => void;
-    const resumed = new Promise<void>((resolve) => { resume = resolve; });
-    let stopped!: () => void;
-    const isStopped = new Promise<void>((resolve) => { stopped = resolve; });
-    // Stops inside its first write, after the lock was taken and the store loaded (a SIGSTOP, a debugger).
-    const stalling = new PublicClientApplication({
-      auth: { clientId, authority: testAuthority },
-      cache: {
-        cachePlugin: {
-          async beforeCacheAccess(context) {
-            await plugin.beforeCacheAccess(context);
-            if (context.cacheHasChanged && stop) { stop = false; stopped(); await resumed; }
-          },
-          afterCacheAccess: (context) => plugin.afterCacheAccess(context),
+  // A writer stopped (SIGSTOP, a debugger) at `where` while another process, finding its lock older than
+  // staleAfterMs, breaks it and signs in: when it wakes it must re-apply its write on the newer cache.
+  it.runIf(runs).each(['inside its write, before the save', 'inside the save, after its first fence'] as const)(
+    'a writer whose lock was broken while it was stopped %s re-applies its write instead of overwriting the newer cache', async (where) => {
+      const options = await storeOptions(backend);
+      const endpoint = createTokenEndpoint();
+      const log = recordingLogger();
+      await signIn((await newClient(options, endpoint)).client, 'before');
+      const gate = stopOnce();
+      const real = await createPersistence(options);
+      const persistence: Persistence = where.startsWith('inside the save') ? {
+        ...real,
+        load: () => real.load(), delete: () => real.delete(), changeToken: () => real.changeToken(),
+        quarantine: () => real.quarantine(), verify: () => real.verify(),
+        save: async (contents, saveOptions) => { await gate.stop(); return real.save(contents, saveOptions); },
+      } : real;
+      const plugin = await createCachePlugin({ persistence, loggerOptions: log.loggerOptions });
+      const stalling = new PublicClientApplication({
+        auth: { clientId, authority: testAuthority },
+        cache: {
+          cachePlugin: where.startsWith('inside its write') ? {
+            async beforeCacheAccess(context) {
+              await plugin.beforeCacheAccess(context);
+              if (context.cacheHasChanged) await gate.stop();
+            },
+            afterCacheAccess: (context) => plugin.afterCacheAccess(context),
+          } : plugin,
         },
-      },
-      system: { networkClient: endpoint.networkClient },
+        system: { networkClient: endpoint.networkClient },
+      });
+      const stalled = signIn(stalling, 'stalled');
+      await gate.stopped;
+      await rm(`${options.cachePath}.lockfile`);
+      await signIn((await newClient(options, endpoint)).client, 'newer');
+      gate.resume();
+      await stalled;
+      endpoint.refuse = true;
+      const accounts = await (await newClient(options, endpoint)).client.getTokenCache().getAllAccounts();
+      expect(['before', 'newer', 'stalled'].filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
+      expect(log.lines.some((l) => /taken from this process/.test(l.message))).toBe(true);
+      expect(existsSync(`${options.cachePath}.lockfile`)).toBe(false);
     });
-    const stalled = signIn(stalling, 'stalled');
-    await isStopped;
-    // What another process does once the lock is older than staleAfterMs: break it, then sign in.
-    await rm(`${options.cachePath}.lockfile`);
-    await signIn((await newClient(options, endpoint)).client, 'newer');
-    resume();
-    await stalled;
-    endpoint.refuse = true;
-    const accounts = await (await newClient(options, endpoint)).client.getTokenCache().getAllAccounts();
-    expect(['before', 'newer', 'stalled'].filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
-    expect(log.lines.some((l) => /taken from this process/.test(l.message))).toBe(true);
-    expect(existsSync(`${options.cachePath}.lockfile`)).toBe(false);
-  });
-
-  it.runIf(runs)('a writer stopped inside the save itself, after its first fence, learns at the commit point that its lock was broken and re-applies its write', async () => {
-    const options = await storeOptions(backend);
-    const endpoint = createTokenEndpoint();
-    const real = await createPersistence(options);
-    await signIn((await newClient(options, endpoint)).client, 'before');
-    let resume!: () => void;
-    const resumed = new Promise<void>((resolve) => { resume = resolve; });
-    let stopped!: () => void;
-    const isStopped = new Promise<void>((resolve) => { stopped = resolve; });
-    let stop = true;
-    // The same store, stopping once inside save (the plugin's first fence has passed; the commit is still ahead).
-    const stalling: Persistence = {
-      ...real,
-      load: () => real.load(), delete: () => real.delete(), changeToken: () => real.changeToken(),
-      quarantine: () => real.quarantine(), verify: () => real.verify(),
-      save: async (contents, saveOptions) => {
-        if (stop) { stop = false; stopped(); await resumed; }
-        return real.save(contents, saveOptions);
-      },
-    };
-    const plugin = await createCachePlugin({ persistence: stalling, loggerOptions: { loggerCallback: () => undefined } });
-    const stallingClient = new PublicClientApplication({
-      auth: { clientId, authority: testAuthority },
-      cache: { cachePlugin: plugin },
-      system: { networkClient: endpoint.networkClient },
-    });
-    const stalled = signIn(stallingClient, 'stalled');
-    await isStopped;
-    await rm(`${options.cachePath}.lockfile`);
-    await signIn((await newClient(options, endpoint)).client, 'newer');
-    resume();
-    await stalled;
-    endpoint.refuse = true;
-    const accounts = await (await newClient(options, endpoint)).client.getTokenCache().getAllAccounts();
-    expect(['before', 'newer', 'stalled'].filter((u) => !findAccount(accounts, endpoint, u))).toEqual([]);
-  });
 
   it.runIf(runs)('a completed sign-out stays done: another client\'s next sign-in does not write the removed account back', async () => {
     const options = await storeOptions(backend);
@@ -208,3 +175,22 @@ describe.each(backends)('one process, %s backend', (backend) => {
     expect(endpoint.requests.client_credentials).toBe(1);
   });
 });
+
+/** A point where code under test stops once, until the test resumes it. */
+function stopOnce() {
+  let resume!: () => void;
+  const resumed = new Promise<void>((resolve) => { resume = resolve; });
+  let stoppedNow!: () => void;
+  const stopped = new Promise<void>((resolve) => { stoppedNow = resolve; });
+  let done = false;
+  return {
+    stopped,
+    resume,
+    async stop() {
+      if (done) return;
+      done = true;
+      stoppedNow();
+      await resumed;
+    },
+  };
+}
