@@ -181,6 +181,8 @@ export class KeychainCachePlugin implements ICachePlugin {
   async #beforeRead(context: TokenCacheContext, token: string): Promise<void> {
     // Token first, then content: a write landing in between only causes one extra reload later.
     const { text, problem } = await this.#load();
+    // A write of this client may have begun while we loaded: its memory is not ours to replace.
+    if (this.#state(context).writing > 0) return;
     if (problem === undefined) {
       try {
         this.#apply(context, text ?? emptyCache, token);

@@ -25,7 +25,7 @@ import { type BigIntStats, constants as fsConstants, type FSWatcher, promises as
 import { basename, dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
-import { describeFileError, ensureDirectory, fileMode, randomHex, sleep, unlinkWithRetry } from './files.js';
+import { describeFileError, ensureDirectory, fileMode, randomHex, renameWithRetry, sleep, unlinkWithRetry } from './files.js';
 import type { Logger } from './logger.js';
 
 export interface LockOptions {
@@ -210,7 +210,8 @@ function readLink(path: string): string | undefined {
 
 function readProc(path: string): string | undefined {
   try {
-    return readFileSync(path, 'utf8').trim() || undefined;
+    // Bytes, then text: Node 20's utf8 fast path aborts the process when close() fails, where this throws.
+    return readFileSync(path).toString('utf8').trim() || undefined;
   } catch {
     return undefined; // not Linux, or /proc not mounted: the pid probe and the age rule remain
   }
@@ -291,8 +292,8 @@ async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger
     for (let attempt = 0; ; attempt++) {
       const held = await ours();
       if (held === false) {
-        logger?.warning(`The cache lock ${lockPath} was taken from this process before release (it was stopped for ` +
-          `longer than staleAfterMs); leaving the new holder's lock alone.`);
+        logger?.warning(`The cache lock ${lockPath} was taken from this process before release (another process judged ` +
+          "it stale: this one was stopped for longer than staleAfterMs, or a breaker's check raced it); leaving the new holder's lock alone.");
         return;
       }
       if (held === true) {
@@ -410,34 +411,57 @@ function identityOf(stats: BigIntStats, text: string): string {
   return `${stats.ino}:${stats.birthtimeNs}:${stats.mtimeNs}:${text}`;
 }
 
-/** True when this call removed the stale lock; false when someone else is breaking it or it changed meanwhile. */
+/**
+ * True when this call removed the stale lock; false when someone else is breaking it or it changed meanwhile.
+ *
+ * A breaker can be stopped anywhere (SIGSTOP, a debugger) while others go on, so nothing it checked stays true:
+ * - `<lock>.break` holds the breaker's nonce; it acts only while the file still holds it (another breaker may
+ *   have judged an old `.break` abandoned and taken over);
+ * - it never deletes the lockfile by path after checking it: it first renames whatever is there aside (atomic)
+ *   and checks what it moved. Only the stale lock it judged is deleted; a live lock moved by mistake is linked
+ *   back at once (link fails rather than overwrite a lock created meanwhile). What a stop can still hit is the
+ *   microseconds between that rename and the link.
+ */
 async function breakStaleLock(lockPath: string, verdict: Verdict): Promise<boolean> {
   const breakPath = `${lockPath}.break`;
-  let handle;
+  const breakNonce = randomHex(8);
   try {
-    handle = await fs.open(breakPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, fileMode);
+    await fs.writeFile(breakPath, breakNonce, { flag: 'wx', mode: fileMode });
   } catch (error) {
     if (systemErrorCode(error) !== 'EEXIST') throw cannotBreak(lockPath, verdict, error);
-    // A breaker holds it for microseconds; an old one means the breaker died mid-break.
+    // A breaker holds it for microseconds; an old one means the breaker died (or stopped) mid-break.
     const stats = await fs.stat(breakPath).catch(() => undefined);
     if (stats && Date.now() - stats.mtimeMs > unreadableGraceMs) await fs.unlink(breakPath).catch(() => undefined);
     return false;
   }
+  const stillBreaking = async () => (await fs.readFile(breakPath, 'utf8').catch(() => '')) === breakNonce;
   try {
-    await handle.close();
-    // Re-check under the break lock: the stale lock may already have been replaced by a live one.
-    const stats = await fs.stat(lockPath, { bigint: true }).catch(() => undefined);
-    const text = await fs.readFile(lockPath, 'utf8').catch(() => '');
-    if (!stats || identityOf(stats, text) !== verdict.identity) return false;
+    if (!await stillBreaking()) return false;
+    const aside = `${lockPath}.stale-${randomHex(8)}`;
     try {
-      return await unlinkWithRetry(lockPath);
+      await renameWithRetry(lockPath, aside, process.platform);
     } catch (error) {
+      if (systemErrorCode(error) === 'ENOENT') return false;
       // Windows: the file is busy for a moment (being deleted, scanned); wait like for a live holder.
       if (process.platform === 'win32' && systemErrorCode(error) === 'EPERM') return false;
       throw cannotBreak(lockPath, verdict, error);
     }
+    const stats = await fs.stat(aside, { bigint: true }).catch(() => undefined);
+    const text = await fs.readFile(aside, 'utf8').catch(() => '');
+    if (stats && identityOf(stats, text) === verdict.identity) {
+      await unlinkWithRetry(aside).catch(() => undefined);
+      return true;
+    }
+    // Not the lock we judged: it was replaced by a live one meanwhile. Put it back, unless a newer one is there.
+    await fs.link(aside, lockPath).catch(() => undefined);
+    await unlinkWithRetry(aside).catch(() => undefined);
+    return false;
   } finally {
-    await fs.unlink(breakPath).catch(() => undefined);
+    // Only our own `.break`, retried: one left behind makes the next breaker wait out its grace.
+    for (let attempt = 0; attempt < 3 && await stillBreaking(); attempt++) {
+      if (await fs.unlink(breakPath).then(() => true, (error: unknown) => systemErrorCode(error) === 'ENOENT')) break;
+      await sleep(2 ** attempt);
+    }
   }
 }
 

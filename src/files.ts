@@ -41,7 +41,7 @@ function ownPrivateGroup(): number | null {
   const gid = process.getegid?.();
   try {
     const username = userInfo().username;
-    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+    for (const line of readFileSync('/etc/group').toString('utf8').split('\n')) {
       const [name, , id, members = ''] = line.split(':');
       if (id === undefined || Number(id) !== gid) continue;
       if (name === username && members.split(',').every((member) => member === '' || member === username)) privateGroup = gid;
@@ -194,7 +194,8 @@ export async function readBytesIfExists(path: string): Promise<Buffer | null> {
   } catch (error) {
     throw describeFileError(error, 'read', path);
   } finally {
-    await handle.close();
+    // The bytes are read; a failing close (EIO) changes nothing about them.
+    await handle.close().catch(() => undefined);
   }
 }
 
@@ -245,7 +246,11 @@ export function markerStamp(path: string): string {
   } catch (error) {
     throw describeFileError(error, 'read', path);
   } finally {
-    closeSync(fd);
+    try {
+      closeSync(fd);
+    } catch {
+      // Read already; a failing close (EIO) changes nothing about what was read.
+    }
   }
 }
 

@@ -211,6 +211,31 @@ describe('file lock', () => {
     await (await acquireFileLock(lockPath, { timeoutMs: 1000, staleAfterMs: 5_000 }))();
   });
 
+  it('a breaker stopped in the middle of breaking a stale lock never removes the live lock another process took meanwhile', async () => {
+    const lockPath = await lockPathIn();
+    await writeFile(lockPath, await lockfileOf(await deadPid(), 'stale'));
+    const lockOptions = { timeoutMs: 30_000, staleAfterMs: 30_000 };
+    // The breaker is held up for 3 s at its first rename or unlink: inside the break, past the 2 s after which
+    // another waiter takes its `.break` as abandoned and breaks the stale lock itself.
+    const calls = 'rename,renameat,renameat2,unlink,unlinkat';
+    const breaker = spawn('strace', ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${calls}`, '-e', `inject=${calls}:delay_enter=3000000:when=1`,
+      process.execPath, join(repoRoot, 'test', 'fixtures', 'lock-holder.mjs'), JSON.stringify({ mode: 'watch', lockPath, lockOptions, holdMs: 500 })]);
+    let breakerOut = '';
+    breaker.stdout.setEncoding('utf8').on('data', (chunk: string) => { breakerOut += chunk; });
+    const breakerDone = new Promise((resolve) => breaker.on('close', resolve));
+    while (!breakerOut.includes('ACQUIRING')) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const others = [runFixture('lock-holder', { mode: 'watch', lockPath, lockOptions, holdMs: 4000 })];
+    others.push(new Promise((resolve) => setTimeout(resolve, 3000)).then(() =>
+      runFixture('lock-holder', { mode: 'watch', lockPath, lockOptions, holdMs: 1000 })));
+    const results = await Promise.all(others);
+    await breakerDone;
+    for (const output of [breakerOut, ...results.map((r) => r.stdout)]) {
+      expect(output).toContain('RELEASED');
+      expect(output).not.toContain('LOST');
+    }
+  });
+
   it('a stale lock it may not remove ends in ACCESS_DENIED at once, not a spin until the timeout', async () => {
     // A dead holder's lockfile owned by root in a sticky, world-writable directory: another user may create
     // files there but not delete root's. The waiter runs as nobody (CI runs as root).
