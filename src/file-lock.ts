@@ -434,9 +434,20 @@ async function breakStaleLock(lockPath: string, verdict: Verdict): Promise<boole
     if (stats && Date.now() - stats.mtimeMs > unreadableGraceMs) await fs.unlink(breakPath).catch(() => undefined);
     return false;
   }
-  const stillBreaking = async () => (await fs.readFile(breakPath, 'utf8').catch(() => '')) === breakNonce;
+  // Whose `.break` is there now: a failing read (EIO, EMFILE) is asked again, then left undecided.
+  const breakOwner = async (): Promise<'ours' | 'theirs' | 'unknown'> => {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        return (await fs.readFile(breakPath, 'utf8')) === breakNonce ? 'ours' : 'theirs';
+      } catch (error) {
+        if (systemErrorCode(error) === 'ENOENT') return 'theirs';
+        await sleep(2 ** attempt);
+      }
+    }
+    return 'unknown';
+  };
   try {
-    if (!await stillBreaking()) return false;
+    if (await breakOwner() !== 'ours') return false;
     const aside = `${lockPath}.stale-${randomHex(8)}`;
     try {
       await renameWithRetry(lockPath, aside, process.platform);
@@ -457,8 +468,9 @@ async function breakStaleLock(lockPath: string, verdict: Verdict): Promise<boole
     await unlinkWithRetry(aside).catch(() => undefined);
     return false;
   } finally {
-    // Only our own `.break`, retried: one left behind makes the next breaker wait out its grace.
-    for (let attempt = 0; attempt < 3 && await stillBreaking(); attempt++) {
+    // Our own `.break` (or one we cannot read: removing another breaker's costs it only a retry, since the lockfile
+    // is checked after it is moved aside), retried: one left behind makes the next breaker wait out its grace.
+    for (let attempt = 0; attempt < 3 && await breakOwner() !== 'theirs'; attempt++) {
       if (await fs.unlink(breakPath).then(() => true, (error: unknown) => systemErrorCode(error) === 'ENOENT')) break;
       await sleep(2 ** attempt);
     }
