@@ -417,10 +417,11 @@ function identityOf(stats: BigIntStats, text: string): string {
  * A breaker can be stopped anywhere (SIGSTOP, a debugger) while others go on, so nothing it checked stays true:
  * - `<lock>.break` holds the breaker's nonce; it acts only while the file still holds it (another breaker may
  *   have judged an old `.break` abandoned and taken over);
- * - it never deletes the lockfile by path after checking it: it first renames whatever is there aside (atomic)
- *   and checks what it moved. Only the stale lock it judged is deleted; a live lock moved by mistake is linked
- *   back at once (link fails rather than overwrite a lock created meanwhile). What a stop can still hit is the
- *   microseconds between that rename and the link.
+ * - it checks the lockfile is still the one it judged, then renames whatever is there aside (atomic) and checks
+ *   what it moved: only the stale lock it judged is deleted; a live lock moved by mistake (the breaker was stopped
+ *   between its check and the rename) is linked back at once (link fails rather than overwrite a lock created
+ *   meanwhile). That gap, microseconds, is what a stop can still hit; a holder whose lock went is told at its
+ *   fence (stillHeld) and re-merges instead of saving over the newer holder.
  */
 async function breakStaleLock(lockPath: string, verdict: Verdict): Promise<boolean> {
   const breakPath = `${lockPath}.break`;
@@ -448,6 +449,10 @@ async function breakStaleLock(lockPath: string, verdict: Verdict): Promise<boole
   };
   try {
     if (await breakOwner() !== 'ours') return false;
+    // Still the lock we judged? (Cheap, and it keeps a breaker that was stopped before this point from moving a
+    // live lock aside at all.)
+    const current = await fs.stat(lockPath, { bigint: true }).catch(() => undefined);
+    if (!current || identityOf(current, await fs.readFile(lockPath, 'utf8').catch(() => '')) !== verdict.identity) return false;
     const aside = `${lockPath}.stale-${randomHex(8)}`;
     try {
       await renameWithRetry(lockPath, aside, process.platform);

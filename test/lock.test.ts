@@ -211,14 +211,14 @@ describe('file lock', () => {
     await (await acquireFileLock(lockPath, { timeoutMs: 1000, staleAfterMs: 5_000 }))();
   });
 
-  it('a breaker stopped in the middle of breaking a stale lock never removes the live lock another process took meanwhile', async () => {
+  it('a breaker stopped in the middle of breaking, past the .break grace, never takes the live lock another process took meanwhile', async () => {
     const lockPath = await lockPathIn();
     await writeFile(lockPath, await lockfileOf(await deadPid(), 'stale'));
     const lockOptions = { timeoutMs: 30_000, staleAfterMs: 30_000 };
-    // The breaker is held up for 3 s at its first rename or unlink: inside the break, past the 2 s after which
-    // another waiter takes its `.break` as abandoned and breaks the stale lock itself.
-    const calls = 'rename,renameat,renameat2,unlink,unlinkat';
-    const breaker = spawn('strace', ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${calls}`, '-e', `inject=${calls}:delay_enter=3000000:when=1`,
+    // The breaker is held up for 3 s right after it created `.break` (its next open of `.break`): past the 2 s
+    // after which another waiter takes that `.break` as abandoned, breaks the stale lock itself and holds the lock.
+    const breaker = spawn('strace', ['-f', '-qq', '-o', '/dev/null', '-P', `${lockPath}.break`, '-e', 'trace=openat',
+      '-e', 'inject=openat:delay_enter=3000000:when=2',
       process.execPath, join(repoRoot, 'test', 'fixtures', 'lock-holder.mjs'), JSON.stringify({ mode: 'watch', lockPath, lockOptions, holdMs: 500 })]);
     let breakerOut = '';
     breaker.stdout.setEncoding('utf8').on('data', (chunk: string) => { breakerOut += chunk; });
