@@ -1,6 +1,6 @@
 // Every file this package writes goes through here: atomic replace, 0600 files, 0700 directories we
 // create, and refusal of symlinked, foreign-owned or group/other-writable cache paths.
-import { closeSync, constants as fsConstants, fstatSync, promises as fs, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, lstatSync, promises as fs, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
@@ -221,37 +221,66 @@ export async function fileStamp(path: string): Promise<string> {
 const markerReadBytes = 128;
 const markerBuffer = Buffer.alloc(markerReadBytes);
 
+// Coarser than any local file system's timestamps (FAT: 2 s), with room for the kernel's coarse clock.
+const timestampSettleMs = 3_000;
+
 /**
- * fileStamp plus the first bytes of a small marker file, whose content is a fresh random version on every
- * save: the marker keeps its size, and another process's saves need not go through our mtime stamping
- * (msal-node-extensions writes markers too), so the content is what makes the token exact. Synchronous,
- * like fileStamp: open, fstat, one read, close.
+ * A stamp function for a small marker file: its stat plus its content, a fresh random version on every save.
+ * The marker keeps its size, and another process's saves need not go through our mtime stamping
+ * (msal-node-extensions writes markers too), so the content is what makes the token exact.
+ *
+ * It runs on every silent token call, so the content is read only when the stat could hide a change: a marker
+ * replaced (or rewritten) after our last read gets a ctime at or after that read, which no one can set back; so
+ * once the ctime we saw is older than our last read by more than any timestamp tick, an equal stat is the same
+ * version and the content read is skipped (one lstat, as for the file backends). Synchronous, like fileStamp.
  */
-export function markerStamp(path: string): string {
-  let fd;
-  try {
-    fd = openSync(path, fsConstants.O_RDONLY | noFollow | noBlock);
-  } catch (error) {
-    if (systemErrorCode(error) === 'ENOENT') return 'absent';
-    throw describeFileError(error, 'inspect', path);
-  }
-  try {
-    const stats = fstatSync(fd);
-    if (!stats.isFile()) {
-      throw new KeychainCacheError('UNSAFE_PATH', `Refusing to read the change marker ${path}: it is not a regular file. ` +
-        'Remove it (it is written again at the next save) or choose another cachePath.');
-    }
-    const length = readSync(fd, markerBuffer, 0, markerReadBytes, 0);
-    return `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}:${markerBuffer.toString('latin1', 0, length)}`;
-  } catch (error) {
-    throw describeFileError(error, 'read', path);
-  } finally {
+export function markerStamper(path: string): () => string {
+  let lastStat: string | undefined;
+  let lastToken = '';
+  let lastReadAt = 0;
+  return () => {
+    let stats: Stats;
     try {
-      closeSync(fd);
-    } catch {
-      // Read already; a failing close (EIO) changes nothing about what was read.
+      stats = lstatSync(path);
+    } catch (error) {
+      lastStat = undefined;
+      if (systemErrorCode(error) === 'ENOENT') return 'absent';
+      throw describeFileError(error, 'inspect', path);
     }
-  }
+    const stat = `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+    if (stat === lastStat && stats.ctimeMs < lastReadAt - timestampSettleMs) return lastToken;
+    const readAt = Date.now();
+    let fd;
+    try {
+      fd = openSync(path, fsConstants.O_RDONLY | noFollow | noBlock);
+    } catch (error) {
+      lastStat = undefined;
+      if (systemErrorCode(error) === 'ENOENT') return 'absent';
+      throw describeFileError(error, 'inspect', path);
+    }
+    try {
+      // What was opened, not what was looked at: it may have been replaced in between.
+      const opened = fstatSync(fd);
+      if (!opened.isFile()) {
+        throw new KeychainCacheError('UNSAFE_PATH', `Refusing to read the change marker ${path}: it is not a regular file. ` +
+          'Remove it (it is written again at the next save) or choose another cachePath.');
+      }
+      const length = readSync(fd, markerBuffer, 0, markerReadBytes, 0);
+      lastStat = `${opened.ino}:${opened.size}:${opened.mtimeMs}:${opened.ctimeMs}`;
+      lastToken = `${lastStat}:${markerBuffer.toString('latin1', 0, length)}`;
+      lastReadAt = readAt;
+      return lastToken;
+    } catch (error) {
+      lastStat = undefined;
+      throw describeFileError(error, 'read', path);
+    } finally {
+      try {
+        closeSync(fd);
+      } catch {
+        // Read already; a failing close (EIO) changes nothing about what was read.
+      }
+    }
+  };
 }
 
 const queues = new Map<string, Promise<unknown>>();

@@ -3,9 +3,10 @@
 // inode of the replaced file to the next one.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { markerStamper } from '../src/files.js';
 import { createPersistence } from '../src/index.js';
 import type { BackendKind } from '../src/persistence/types.js';
 import { isLinux, processBackends, storeOptions, tempDir } from './helpers.js';
@@ -89,4 +90,23 @@ describe.runIf(isLinux)('change token, on a file system with 1-second timestamps
     await rm(mountPoint, { recursive: true, force: true });
   });
   cases(() => mountPoint && join(mountPoint, 'caches'));
+});
+
+describe('the keyring marker token skips its content read only when that is safe', () => {
+  it('an in-place rewrite of a marker read long ago (same size, mtime set back) still moves the token', async () => {
+    const directory = await tempDir();
+    const marker = join(directory, 'marker.json');
+    await writeFile(marker, '{"version":"aaaaaaaaaaaaaaaa"}');
+    const stamp = markerStamper(marker);
+    // Older than any timestamp tick by the time of the first read: from the second look on, the stat alone is used.
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
+    const first = stamp();
+    expect(stamp()).toBe(first);
+    const before = await stat(marker);
+    await writeFile(marker, '{"version":"bbbbbbbbbbbbbbbb"}');
+    await utimes(marker, before.atime, before.mtime);
+    const after = stamp();
+    expect(after).not.toBe(first);
+    expect(after).toContain('bbbbbbbbbbbbbbbb');
+  });
 });

@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
 import {
-  assertSafeDirectory, assertSafePath, corruptName, ensureDirectory, markerStamp, randomHex, readFileIfExists, writeFileAtomic,
+  assertSafeDirectory, assertSafePath, corruptName, ensureDirectory, markerStamper, randomHex, readFileIfExists, writeFileAtomic,
 } from '../files.js';
 import { deleteFile } from './plaintext-file.js';
 import { loadKeytar } from './keytar-binding.js';
@@ -43,6 +43,7 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
     }
   };
 
+  const stamp = markerStamper(cachePath);
   const touchMarker = () =>
     // Our own version string in the marker; msal-node-extensions only looks at its mtime. Not fsynced:
     // the marker carries no data, and after a power loss any marker just means "reload".
@@ -99,7 +100,7 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
     },
     // The marker's content version, not only its stat: a same-size marker on a reused inode within one
     // timestamp tick has the same stat (issue 10).
-    changeToken: async () => markerStamp(cachePath),
+    changeToken: async () => stamp(),
     quarantine: async () => {
       const bytes = await call('read the', () => keytar.getPassword(serviceName, accountName));
       const asideAccount = corruptName(accountName);
