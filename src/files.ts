@@ -221,8 +221,10 @@ export async function fileStamp(path: string): Promise<string> {
 const markerReadBytes = 128;
 const markerBuffer = Buffer.alloc(markerReadBytes);
 
-// Coarser than any local file system's timestamps (FAT: 2 s), with room for the kernel's coarse clock.
-const timestampSettleMs = 3_000;
+// Longer than one timestamp tick: a file system whose times carry fractions of a second stamps to the kernel's
+// coarse clock (a few ms); one with whole seconds (FAT 2 s, HFS+ and ext3 1 s) gets the coarsest tick and more.
+const fineSettleMs = 100;
+const coarseSettleMs = 3_000;
 
 /**
  * A stamp function for a small marker file: its stat plus its content, a fresh random version on every save.
@@ -230,9 +232,10 @@ const timestampSettleMs = 3_000;
  * (msal-node-extensions writes markers too), so the content is what makes the token exact.
  *
  * It runs on every silent token call, so the content is read only when the stat could hide a change: a marker
- * replaced (or rewritten) after our last read gets a ctime at or after that read, which no one can set back; so
- * once the ctime we saw is older than our last read by more than any timestamp tick, an equal stat is the same
- * version and the content read is skipped (one lstat, as for the file backends). Synchronous, like fileStamp.
+ * replaced (or rewritten) after our last read gets a ctime at or after that read (less one tick of the kernel's
+ * coarse clock), which no one can set back; so once the ctime we saw is older than our last read by more than a
+ * timestamp tick, an equal stat is the same version and the content read is skipped (one lstat, as for the file
+ * backends; the read costs ~30 us of a silent call). Synchronous, like fileStamp.
  */
 export function markerStamper(path: string): () => string {
   let lastStat: string | undefined;
@@ -248,7 +251,8 @@ export function markerStamper(path: string): () => string {
       throw describeFileError(error, 'inspect', path);
     }
     const stat = `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
-    if (stat === lastStat && stats.ctimeMs < lastReadAt - timestampSettleMs) return lastToken;
+    const settleMs = stats.ctimeMs % 1000 === 0 ? coarseSettleMs : fineSettleMs;
+    if (stat === lastStat && stats.ctimeMs < lastReadAt - settleMs) return lastToken;
     const readAt = Date.now();
     let fd;
     try {
