@@ -162,15 +162,18 @@ export class KeychainCachePlugin implements ICachePlugin {
         'store changed under it; reloading and re-applying this write on top of the newer cache.');
       await held.releaseFile();
       held.releaseFile = await acquireFileLock(this.#lockPath, this.#lockOptions, this.#logger);
-      const latest = await this.#loadForMerge();
+      const latest = await this.#loadUnderLock();
       text = mergeCaches(held.baseText, text, latest.text);
       held.baseText = latest.text;
       held.baseToken = latest.token;
     }
   }
 
-  /** The stored cache for a re-merge, under the lock; unreadable bytes are moved aside (as at any load). */
-  async #loadForMerge(): Promise<{ text: string; token: string }> {
+  /**
+   * The stored cache and its change token, under the lock. Content is compared, not timestamps: exact whatever
+   * the file system's clock granularity. Unreadable bytes are moved aside, and the cache is then empty.
+   */
+  async #loadUnderLock(): Promise<{ text: string; token: string }> {
     const token = await this.persistence.changeToken();
     const { text, problem } = await this.#load();
     if (problem === undefined) return { text: text ?? emptyCache, token };
@@ -202,22 +205,15 @@ export class KeychainCachePlugin implements ICachePlugin {
 
   /** Loads the stored cache into MSAL under the lock; returns the text MSAL now has and the token it came with. */
   async #syncUnderLock(context: TokenCacheContext): Promise<{ text: string; token: string }> {
-    // Under the lock, compare content (not timestamps): exact whatever the file system's clock granularity.
-    let token = await this.persistence.changeToken();
-    let { text, problem } = await this.#load();
-    if (problem !== undefined) {
-      await this.#quarantine(problem);
-      text = null;
-      token = await this.persistence.changeToken();
-    }
+    const { text, token } = await this.#loadUnderLock();
     try {
-      this.#apply(context, text ?? emptyCache, token);
-      return { text: text ?? emptyCache, token };
+      this.#apply(context, text, token);
+      return { text, token };
     } catch (error) {
       // One parse, MSAL's own: invalid JSON and JSON MSAL cannot read are equally unreadable. The
       // error's message is not used: JSON.parse quotes the input, which may hold tokens.
       this.#logger.verbose(`MSAL could not deserialize the stored cache: ${error instanceof Error ? error.name : 'error'}.`);
-      const size = text?.length ?? 0;
+      const size = text.length;
       await this.#quarantine(error instanceof SyntaxError
         ? `it is not valid JSON: truncated or garbage (${size} bytes)` : `it is JSON, but not an MSAL token cache (${size} bytes)`);
       const emptied = await this.persistence.changeToken();
