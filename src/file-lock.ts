@@ -25,7 +25,7 @@ import { type BigIntStats, constants as fsConstants, type FSWatcher, promises as
 import { basename, dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
-import { describeFileError, ensureDirectory, fileMode, randomHex, renameWithRetry, sleep, unlinkWithRetry } from './files.js';
+import { describeFileError, fileMode, randomHex, renameWithRetry, sleep, unlinkWithRetry, withDirectoryRecreated } from './files.js';
 import type { Logger } from './logger.js';
 
 export interface LockOptions {
@@ -229,19 +229,15 @@ async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger
   const nonce = randomHex(12);
   const me = identity();
   let handle;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      handle = await fs.open(lockPath,
-        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0), fileMode);
-      break;
-    } catch (error) {
-      const code = systemErrorCode(error);
-      // EPERM: Windows reports a lockfile that is being deleted this way.
-      if (code === 'EEXIST' || (code === 'EPERM' && process.platform === 'win32')) return undefined;
-      // The cache directory was deleted while the app runs: create it again, once.
-      if (code === 'ENOENT' && attempt === 0) { await ensureDirectory(dirname(lockPath)); continue; }
-      throw describeFileError(error, 'create the cache lock', lockPath);
-    }
+  try {
+    // A cache directory deleted while the app runs is created again.
+    handle = await withDirectoryRecreated(lockPath, () => fs.open(lockPath,
+      fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0), fileMode));
+  } catch (error) {
+    const code = systemErrorCode(error);
+    // EPERM: Windows reports a lockfile that is being deleted this way.
+    if (code === 'EEXIST' || (code === 'EPERM' && process.platform === 'win32')) return undefined;
+    throw describeFileError(error, 'create the cache lock', lockPath);
   }
   try {
     await handle.writeFile(`${process.pid}\n${ourHost}\n${nonce}\n${me.bootId ?? ''}\n${me.pidNamespace ?? ''}\n${me.startTime ?? ''}\n${me.thread ?? ''}\n`);
@@ -283,49 +279,48 @@ async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger
     return false;
   };
 
+  // One try at removing the lockfile: true when nothing is left to do (removed, or no longer ours).
+  let warnedUnlink = false;
+  const removeIfOurs = async (): Promise<boolean> => {
+    const held = await ours();
+    if (held === false) {
+      logger?.warning(`The cache lock ${lockPath} was taken from this process before release (another process judged ` +
+        "it stale: this one was stopped for longer than staleAfterMs, or a breaker's check raced it); leaving the new holder's lock alone.");
+      return true;
+    }
+    if (held === undefined) return false; // could not tell: ask again
+    try {
+      await unlinkWithRetry(lockPath);
+      return true;
+    } catch (error) {
+      if (!warnedUnlink) {
+        warnedUnlink = true;
+        logger?.warning(`Could not remove the cache lock ${lockPath} (${systemErrorCode(error) ?? 'error'}); retrying. ` +
+          'The save itself succeeded.');
+      }
+      return false;
+    }
+  };
+
   let released = false;
   const release = async (): Promise<void> => {
     if (released) return;
     released = true;
     clearInterval(heartbeat);
-    const deadline = Date.now() + staleAfterMs;
-    for (let attempt = 0; ; attempt++) {
-      const held = await ours();
-      if (held === false) {
-        logger?.warning(`The cache lock ${lockPath} was taken from this process before release (another process judged ` +
-          "it stale: this one was stopped for longer than staleAfterMs, or a breaker's check raced it); leaving the new holder's lock alone.");
-        return;
-      }
-      if (held === true) {
-        try {
-          await unlinkWithRetry(lockPath);
-          return;
-        } catch (error) {
-          if (attempt === 0) {
-            logger?.warning(`Could not remove the cache lock ${lockPath} (${systemErrorCode(error) ?? 'error'}); retrying. ` +
-              'The save itself succeeded.');
-          }
-        }
-      }
-      if (Date.now() >= deadline) {
-        // The heartbeat has stopped, so other processes take it over by age from now on.
-        logger?.warning(`Gave up removing the cache lock ${lockPath}; other processes take it over after staleAfterMs.`);
-        return;
-      }
-      // Retried off the caller's path after the first tries: the save is done, the caller need not wait.
-      if (attempt === 2) {
-        void (async () => {
-          for (let more = 3; Date.now() < deadline; more++) {
-            await sleep(Math.min(2 ** more, 1000));
-            const stillOurs = await ours();
-            if (stillOurs === false) return;
-            if (stillOurs === true && await unlinkWithRetry(lockPath).then(() => true, () => false)) return;
-          }
-        })();
-        return;
-      }
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (await removeIfOurs()) return;
       await sleep(2 ** attempt);
     }
+    // Retried off the caller's path from here: the save is done, the caller need not wait. The heartbeat has
+    // stopped, so after staleAfterMs other processes take the lock over by age anyway.
+    const deadline = Date.now() + staleAfterMs;
+    void (async () => {
+      for (let attempt = 3; Date.now() < deadline; attempt++) {
+        if (await removeIfOurs()) return;
+        await sleep(Math.min(2 ** attempt, 1000));
+      }
+      logger?.warning(`Gave up removing the cache lock ${lockPath}; other processes take it over after staleAfterMs.`);
+    })();
   };
   return Object.assign(release, { stillHeld });
 }
