@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorCodes } from '../src/index.js';
+import type { BackendKind } from '../src/persistence/types.js';
 import { forChild, isLinux, processBackends, repoRoot, storeOptions } from './helpers.js';
 import {
   allPresent, installTwoCopies, leftoversBeside, namespacedPid, runUsage, startUsage, usersFor, verifyStore, type UsageResult,
@@ -19,6 +20,27 @@ const staleAfterMs = 2000;
 function expectAllSignedIn(results: UsageResult[], users: string[]): void {
   expect(results.flatMap((r) => r.errors)).toEqual([]);
   expect(results.flatMap((r) => r.done).sort()).toEqual([...users].sort());
+}
+
+/**
+ * Three processes, each loading every copy of our code in `entries` and signing in 8 users through each copy's
+ * own plugin at once: every sign-in lands, a fresh process reads them all back, nothing is left beside the cache.
+ */
+async function signInThroughEachCopy(backend: BackendKind, entries: Record<string, { path: string; load: 'import' | 'require' }>) {
+  const options = forChild(await storeOptions(backend));
+  const users: string[] = [];
+  const results = await Promise.all([0, 1, 2].map((p) => runUsage({
+    options,
+    entries,
+    parts: Object.keys(entries).map((entry) => {
+      const list = usersFor(`${entry}-p${p}`, 8);
+      users.push(...list);
+      return { entry, clientId: 'app', users: list };
+    }),
+  })));
+  expectAllSignedIn(results, users);
+  expect(await verifyStore(options, { app: users })).toEqual(allPresent({ app: users }));
+  expect(await leftoversBeside(options)).toEqual([]);
 }
 
 describe.each(processBackends)('usage patterns, %s backend', (backend) => {
@@ -71,38 +93,12 @@ describe.each(processBackends)('usage patterns, %s backend', (backend) => {
     });
 
     it.runIf(runs)('the ESM and the CJS build loaded in one process, a plugin from each, in three processes', async () => {
-      const options = forChild(await storeOptions(backend));
-      const users: string[] = [];
-      const results = await Promise.all([0, 1, 2].map((p) => runUsage({
-        options,
-        entries: { esm, cjs },
-        parts: ['esm', 'cjs'].map((entry) => {
-          const list = usersFor(`${entry}-p${p}`, 8);
-          users.push(...list);
-          return { entry, clientId: 'app', users: list };
-        }),
-      })));
-      expectAllSignedIn(results, users);
-      expect(await verifyStore(options, { app: users })).toEqual(allPresent({ app: users }));
-      expect(await leftoversBeside(options)).toEqual([]);
+      await signInThroughEachCopy(backend, { esm, cjs });
     });
 
     it.runIf(runs)('two installed copies of the package loaded in one process, in three processes', async () => {
-      const options = forChild(await storeOptions(backend));
       const [first, second] = await installTwoCopies();
-      const users: string[] = [];
-      const results = await Promise.all([0, 1, 2].map((p) => runUsage({
-        options,
-        entries: { first: { path: first, load: 'import' }, second: { path: second, load: 'import' } },
-        parts: ['first', 'second'].map((entry) => {
-          const list = usersFor(`${entry}-copy-p${p}`, 8);
-          users.push(...list);
-          return { entry, clientId: 'app', users: list };
-        }),
-      })));
-      expectAllSignedIn(results, users);
-      expect(await verifyStore(options, { app: users })).toEqual(allPresent({ app: users }));
-      expect(await leftoversBeside(options)).toEqual([]);
+      await signInThroughEachCopy(backend, { first: { path: first, load: 'import' }, second: { path: second, load: 'import' } });
     });
 
     it.runIf(runs)('the main entry signing in while the /distributed bundle takes the same lock (keyFromPersistence), in three processes', async () => {
