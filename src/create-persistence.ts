@@ -72,7 +72,7 @@ async function openBackend(kind: BackendKind, options: ResolvedPersistenceOption
       }
       return createKeychainPersistence({ cachePath, serviceName, accountName, platform });
     case 'libsecret':
-      return createLibsecretPersistence({ cachePath, serviceName, accountName, platform, env });
+      return createLibsecretPersistence({ cachePath, serviceName, accountName, platform, env, promptTimeoutMs: options.promptTimeoutMs });
     case 'safe-storage':
       if (!options.safeStorage) throw new KeychainCacheError('INVALID_OPTION', "backend 'safe-storage' needs the safeStorage option.");
       return createSafeStoragePersistence({

@@ -27,6 +27,12 @@ export interface PersistenceOptions {
   allowPlaintextFallback?: boolean;
   /** msal-node's logger options; our lines go to the same callback. Default: warnings to `process.emitWarning`. */
   loggerOptions?: LoggerOptions;
+  /**
+   * Linux Secret Service: how long a prompt it shows (unlock the keyring, confirm an access) may wait for the user
+   * before the call fails with KEYRING_LOCKED (unlock) or ACCESS_DENIED (confirm) and the prompt is dismissed.
+   * Default `60000`. A prompt that cannot be shown at all (no display) fails at once.
+   */
+  promptTimeoutMs?: number;
   /** Run a throwaway round trip before returning. Default `true`. */
   verify?: boolean;
   /** The platform to select for. Default `process.platform`. Tests pass other values. */
@@ -45,7 +51,7 @@ export type ResolvedPersistenceOptions = Required<Omit<PersistenceOptions, Optio
   Pick<PersistenceOptions, Exclude<OptionalKeys, 'dataProtectionEntropy'>> & { dataProtectionEntropy?: Uint8Array };
 
 const persistenceKeys = ['cachePath', 'serviceName', 'accountName', 'backend', 'dataProtectionScope',
-  'dataProtectionEntropy', 'safeStorage', 'safeStorageWaitMs', 'allowPlaintextFallback', 'loggerOptions', 'verify',
+  'dataProtectionEntropy', 'safeStorage', 'safeStorageWaitMs', 'allowPlaintextFallback', 'loggerOptions', 'promptTimeoutMs', 'verify',
   'platform', 'env'];
 const pluginKeys = [...persistenceKeys, 'lockOptions', 'persistence'];
 
@@ -75,7 +81,10 @@ function optionalBoolean(value: unknown, name: string, fallback: boolean): boole
 
 function optionalPositive(value: unknown, name: string): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw invalid(`${name} must be a positive number of milliseconds.`);
+  // setTimeout's limit: a longer wait would fire at once.
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 2_147_483_647) {
+    throw invalid(`${name} must be a positive number of milliseconds, at most 2147483647.`);
+  }
   return value;
 }
 
@@ -112,6 +121,7 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
     ...(entropy === undefined ? {} : { dataProtectionEntropy: typeof entropy === 'string' ? Buffer.from(entropy, 'utf8') : Uint8Array.from(entropy) }),
     safeStorage: options.safeStorage,
     safeStorageWaitMs: optionalPositive(options.safeStorageWaitMs, 'safeStorageWaitMs') ?? 5000,
+    promptTimeoutMs: optionalPositive(options.promptTimeoutMs, 'promptTimeoutMs') ?? 60_000,
     allowPlaintextFallback: optionalBoolean(options.allowPlaintextFallback, 'allowPlaintextFallback', false),
     loggerOptions: options.loggerOptions,
     verify: optionalBoolean(options.verify, 'verify', true),

@@ -1,5 +1,6 @@
 import { KeychainCacheError } from '../errors.js';
-import { createKeytarPersistence } from './keytar-store.js';
+import { createItemStorePersistence } from './item-store.js';
+import { loadKeytar } from './keytar-binding.js';
 import type { Persistence } from './types.js';
 
 export interface KeychainPersistenceOptions {
@@ -16,13 +17,20 @@ export interface KeychainPersistenceOptions {
  * macOS behaviour; unverified on real hardware (no Mac here), see the README.
  */
 export function createKeychainPersistence(options: KeychainPersistenceOptions): Promise<Persistence> {
-  return createKeytarPersistence({
+  return createItemStorePersistence({
     ...options,
     kind: 'keychain',
     describeItem: (service, account) => `macOS Keychain item (service "${service}", account "${account}")`,
     explainError: explainKeychainError,
     // The macOS Keychain reports a locked keychain as an error, never as "not found".
-    probeWhenEmpty: false,
+    openItems: async () => {
+      const keytar = await loadKeytar();
+      return {
+        get: (service, account) => keytar.getPassword(service, account),
+        set: (service, account, secret) => keytar.setPassword(service, account, secret),
+        delete: (service, account) => keytar.deletePassword(service, account),
+      };
+    },
   });
 }
 

@@ -1,13 +1,22 @@
 import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
 import {
-  assertSafeDirectory, assertSafePath, corruptName, ensureDirectory, markerStamper, randomHex, readFileIfExists, writeFileAtomic,
+  assertSafeDirectory, assertSafePath, corruptName, ensureDirectory, markerStamper, randomHex, writeFileAtomic,
 } from '../files.js';
 import { deleteFile } from './plaintext-file.js';
-import { loadKeytar } from './keytar-binding.js';
 import type { Persistence } from './types.js';
 
-export interface KeytarStoreOptions {
+/** One secret per (service, account), the item layout keytar uses on every platform. */
+export interface SecretItems {
+  /** The secret, or null when no item exists. A locked item throws; it is never reported as missing. */
+  get(service: string, account: string): Promise<string | null>;
+  /** Creates the item, or replaces its secret. */
+  set(service: string, account: string, secret: string): Promise<void>;
+  /** False when there was no item. */
+  delete(service: string, account: string): Promise<boolean>;
+}
+
+export interface ItemStoreOptions {
   kind: 'keychain' | 'libsecret';
   cachePath: string;
   serviceName: string;
@@ -15,23 +24,21 @@ export interface KeytarStoreOptions {
   platform: NodeJS.Platform;
   /** How people should read where the item is, e.g. `Secret Service item (service "x", account "y")`. */
   describeItem(service: string, account: string): string;
-  /** Turns what keytar threw into a typed error naming the cause and the fix. */
+  /** Turns what the store threw into a typed error naming the cause and the fix. */
   explainError(error: unknown, what: string): KeychainCacheError;
-  /**
-   * libsecret answers "not found" for items in a locked collection; when true, an empty answer while the
-   * marker says a cache was written is double-checked with a throwaway write.
-   */
-  probeWhenEmpty: boolean;
+  /** Opens the store (loads keytar, or nothing): called once, at creation. */
+  openItems(): Promise<SecretItems>;
 }
 
 /**
- * The cache JSON in an OS keychain item reached through keytar (service and account: the layout
+ * The cache JSON in an OS keychain item named by service and account (the layout keytar,
  * msal-node-extensions, Azure Identity, MSAL Python and MSAL.NET use), plus a marker file at `cachePath`
- * whose replacement tells other processes to reload. Shared by the macOS Keychain and libsecret backends.
+ * whose replacement tells other processes to reload. Shared by the macOS Keychain (through keytar) and the
+ * Secret Service (through our own client) backends.
  */
-export async function createKeytarPersistence(options: KeytarStoreOptions): Promise<Persistence> {
-  const { kind, cachePath, serviceName, accountName, platform, describeItem, explainError, probeWhenEmpty } = options;
-  const keytar = await loadKeytar();
+export async function createItemStorePersistence(options: ItemStoreOptions): Promise<Persistence> {
+  const { kind, cachePath, serviceName, accountName, platform, describeItem, explainError } = options;
+  const items = await options.openItems();
   await ensureDirectory(dirname(cachePath));
   await assertSafePath(cachePath);
   const location = describeItem(serviceName, accountName);
@@ -54,27 +61,22 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
     const probe = describeItem(serviceName, account);
     const payload = randomHex(16);
     try {
-      await call('write a test item as', () => keytar.setPassword(serviceName, account, payload), probe);
-      const back = await call('read the test item', () => keytar.getPassword(serviceName, account), probe);
+      await call('write a test item as', () => items.set(serviceName, account, payload), probe);
+      const back = await call('read the test item', () => items.get(serviceName, account), probe);
       if (back !== payload) {
         throw new KeychainCacheError('BACKEND_UNAVAILABLE',
           `A test item written as ${probe} could not be read back. The keychain may be locked or misbehaving: ` +
           'unlock it (log into the desktop session) or restart its daemon.');
       }
     } finally {
-      await keytar.deletePassword(serviceName, account).catch(() => undefined);
+      await items.delete(serviceName, account).catch(() => undefined);
     }
   };
 
   const load = async (): Promise<string | null> => {
     // The directory holds the marker and the lockfile: checked at every load, as the file backends check theirs.
     await assertSafeDirectory(dirname(cachePath), { allowMissing: true });
-    const contents = await call('read the', () => keytar.getPassword(serviceName, accountName));
-    if (contents === null && probeWhenEmpty && (await readFileIfExists(cachePath)) !== null) {
-      // A marker says a cache was written here: make sure an empty answer is not a locked keyring.
-      await probeWritable();
-    }
-    return contents;
+    return call('read the', () => items.get(serviceName, accountName));
   };
 
   return {
@@ -86,15 +88,11 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
     save: async (contents, saveOptions) => {
       // The keychain write is the commit: the marker only announces it.
       await saveOptions?.beforeCommit?.();
-      await call('write the', () => keytar.setPassword(serviceName, accountName, contents));
+      await call('write the', () => items.set(serviceName, accountName, contents));
       await touchMarker();
     },
     delete: async () => {
-      const deleted = await call('delete the', () => keytar.deletePassword(serviceName, accountName));
-      // libsecret answers "nothing to delete" for an item in a locked collection: as at load, a marker that says
-      // a cache was written gets a throwaway write first, so a locked keyring throws KEYRING_LOCKED instead of
-      // reporting a sign-out that did not happen.
-      if (!deleted && probeWhenEmpty && (await readFileIfExists(cachePath)) !== null) await probeWritable();
+      const deleted = await call('delete the', () => items.delete(serviceName, accountName));
       await deleteFile(cachePath);
       return deleted;
     },
@@ -102,12 +100,12 @@ export async function createKeytarPersistence(options: KeytarStoreOptions): Prom
     // timestamp tick has the same stat (issue 10).
     changeToken: async () => stamp(),
     quarantine: async () => {
-      const bytes = await call('read the', () => keytar.getPassword(serviceName, accountName));
+      const bytes = await call('read the', () => items.get(serviceName, accountName));
       const asideAccount = corruptName(accountName);
       // keytar cannot store an empty secret, and there is nothing to keep of one.
       const keep = bytes !== null && bytes !== '';
-      if (keep) await call('write the', () => keytar.setPassword(serviceName, asideAccount, bytes), describeItem(serviceName, asideAccount));
-      if (bytes !== null) await call('delete the', () => keytar.deletePassword(serviceName, accountName));
+      if (keep) await call('write the', () => items.set(serviceName, asideAccount, bytes), describeItem(serviceName, asideAccount));
+      if (bytes !== null) await call('delete the', () => items.delete(serviceName, accountName));
       await touchMarker();
       return keep ? describeItem(serviceName, asideAccount) : 'nowhere (the item was empty, so it was deleted)';
     },

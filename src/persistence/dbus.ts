@@ -1,0 +1,609 @@
+// A small D-Bus client: the wire format (marshalling of the types the Secret Service uses), EXTERNAL
+// authentication over a Unix socket, method calls with bounded waits, and signals. Written for this package
+// so that Linux needs no native module (keytar, libsecret) and no third-party D-Bus library at import.
+// Facts from the D-Bus specification: https://dbus.freedesktop.org/doc/dbus-specification.html
+import { connect as netConnect, type Socket } from 'node:net';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** A `v` value: its signature and the value. */
+export interface Variant { signature: string; value: unknown }
+
+/** A D-Bus error reply (`name` is the D-Bus error name), a dropped connection or a call that got no answer. */
+export class DBusError extends Error {
+  readonly dbusName: string;
+
+  constructor(dbusName: string, message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'DBusError';
+    this.dbusName = dbusName;
+  }
+}
+
+/** Where no bus can be reached: no address, or nothing answers at it. */
+export class DBusUnreachableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'DBusUnreachableError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Signatures
+
+interface TypeNode { code: string; children: TypeNode[] }
+
+const basicAlignment: Record<string, number> = {
+  y: 1, b: 4, n: 2, q: 2, i: 4, u: 4, x: 8, t: 8, d: 8, s: 4, o: 4, g: 1, h: 4, v: 1, a: 4, '(': 8, '{': 8,
+};
+
+const parsedSignatures = new Map<string, TypeNode[]>();
+
+/** Parses a signature into complete types; cached, since the same few signatures recur. */
+export function parseSignature(signature: string): TypeNode[] {
+  const cached = parsedSignatures.get(signature);
+  if (cached) return cached;
+  let at = 0;
+  const one = (): TypeNode => {
+    const code = signature[at++];
+    if (code === undefined) throw new TypeError(`D-Bus signature "${signature}" ends inside a type`);
+    if (code === 'a') return { code, children: [one()] };
+    if (code === '(' || code === '{') {
+      const close = code === '(' ? ')' : '}';
+      const children: TypeNode[] = [];
+      while (signature[at] !== close) {
+        if (at >= signature.length) throw new TypeError(`D-Bus signature "${signature}" has an unclosed ${code}`);
+        children.push(one());
+      }
+      at++;
+      if (children.length === 0 || (code === '{' && children.length !== 2)) throw new TypeError(`D-Bus signature "${signature}" has a malformed ${code}`);
+      return { code, children };
+    }
+    if (!(code in basicAlignment)) throw new TypeError(`D-Bus signature "${signature}" has an unknown type '${code}'`);
+    return { code, children: [] };
+  };
+  const types: TypeNode[] = [];
+  while (at < signature.length) types.push(one());
+  if (parsedSignatures.size < 64) parsedSignatures.set(signature, types);
+  return types;
+}
+
+function signatureOf(node: TypeNode): string {
+  if (node.code === 'a') return `a${signatureOf(node.children[0]!)}`;
+  if (node.code === '(') return `(${node.children.map(signatureOf).join('')})`;
+  if (node.code === '{') return `{${node.children.map(signatureOf).join('')}}`;
+  return node.code;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Writing (always little-endian)
+
+class Writer {
+  buffer = Buffer.allocUnsafe(256);
+  length = 0;
+
+  private room(bytes: number): void {
+    if (this.length + bytes <= this.buffer.length) return;
+    let size = this.buffer.length * 2;
+    while (size < this.length + bytes) size *= 2;
+    const bigger = Buffer.allocUnsafe(size);
+    this.buffer.copy(bigger, 0, 0, this.length);
+    this.buffer = bigger;
+  }
+
+  align(to: number): void {
+    const pad = (to - (this.length % to)) % to;
+    this.room(pad);
+    this.buffer.fill(0, this.length, this.length + pad);
+    this.length += pad;
+  }
+
+  byte(value: number): void { this.room(1); this.buffer.writeUInt8(value, this.length); this.length += 1; }
+  u32(value: number): void { this.align(4); this.room(4); this.buffer.writeUInt32LE(value, this.length); this.length += 4; }
+  setU32(at: number, value: number): void { this.buffer.writeUInt32LE(value, at); }
+
+  bytes(value: Uint8Array): void {
+    this.room(value.length);
+    this.buffer.set(value, this.length);
+    this.length += value.length;
+  }
+
+  string(value: string, lengthBytes: 1 | 4): void {
+    const encoded = Buffer.from(value, 'utf8');
+    if (encoded.includes(0)) throw new TypeError('D-Bus strings cannot contain NUL');
+    if (lengthBytes === 1) this.byte(encoded.length);
+    else this.u32(encoded.length);
+    this.bytes(encoded);
+    this.byte(0);
+  }
+
+  value(node: TypeNode, value: unknown): void {
+    switch (node.code) {
+      case 'y': this.byte(Number(value)); return;
+      case 'b': this.u32(value ? 1 : 0); return;
+      case 'n': this.align(2); this.room(2); this.buffer.writeInt16LE(Number(value), this.length); this.length += 2; return;
+      case 'q': this.align(2); this.room(2); this.buffer.writeUInt16LE(Number(value), this.length); this.length += 2; return;
+      case 'i': this.align(4); this.room(4); this.buffer.writeInt32LE(Number(value), this.length); this.length += 4; return;
+      case 'u': case 'h': this.u32(Number(value)); return;
+      case 'x': this.align(8); this.room(8); this.buffer.writeBigInt64LE(BigInt(value as bigint), this.length); this.length += 8; return;
+      case 't': this.align(8); this.room(8); this.buffer.writeBigUInt64LE(BigInt(value as bigint), this.length); this.length += 8; return;
+      case 'd': this.align(8); this.room(8); this.buffer.writeDoubleLE(Number(value), this.length); this.length += 8; return;
+      case 's': case 'o': this.string(String(value), 4); return;
+      case 'g': this.string(String(value), 1); return;
+      case 'v': {
+        const variant = value as Variant;
+        const types = parseSignature(variant.signature);
+        if (types.length !== 1) throw new TypeError(`A D-Bus variant holds one complete type, not "${variant.signature}"`);
+        this.string(variant.signature, 1);
+        this.value(types[0]!, variant.value);
+        return;
+      }
+      case '(': {
+        const fields = value as unknown[];
+        this.align(8);
+        node.children.forEach((child, index) => this.value(child, fields[index]));
+        return;
+      }
+      case 'a': {
+        const element = node.children[0]!;
+        this.u32(0);
+        const lengthAt = this.length - 4;
+        this.align(basicAlignment[element.code]!);
+        const start = this.length;
+        if (element.code === 'y') {
+          this.bytes(value as Uint8Array);
+        } else if (element.code === '{') {
+          const entries = value instanceof Map ? [...value.entries()]
+            : Array.isArray(value) ? value as [unknown, unknown][] : Object.entries(value as object);
+          for (const [key, item] of entries) {
+            this.align(8);
+            this.value(element.children[0]!, key);
+            this.value(element.children[1]!, item);
+          }
+        } else {
+          for (const item of value as unknown[]) this.value(element, item);
+        }
+        const bytes = this.length - start;
+        if (bytes > 67_108_864) throw new RangeError('A D-Bus array cannot exceed 64 MiB');
+        this.setU32(lengthAt, bytes);
+        return;
+      }
+      default:
+        throw new TypeError(`Cannot write D-Bus type '${node.code}'`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading (either byte order, as the sender chose)
+
+class Reader {
+  at: number;
+
+  constructor(readonly buffer: Buffer, readonly little: boolean, start = 0, readonly end = buffer.length) {
+    this.at = start;
+  }
+
+  private need(bytes: number): void {
+    if (this.at + bytes > this.end) throw new DBusError('org.freedesktop.DBus.Error.InvalidArgs', 'A D-Bus message ended early');
+  }
+
+  align(to: number): void { this.at += (to - (this.at % to)) % to; }
+  byte(): number { this.need(1); return this.buffer[this.at++]!; }
+  u32(): number {
+    this.align(4); this.need(4);
+    const value = this.little ? this.buffer.readUInt32LE(this.at) : this.buffer.readUInt32BE(this.at);
+    this.at += 4;
+    return value;
+  }
+
+  string(lengthBytes: 1 | 4): string {
+    const length = lengthBytes === 1 ? this.byte() : this.u32();
+    this.need(length + 1);
+    const value = this.buffer.toString('utf8', this.at, this.at + length);
+    this.at += length + 1;
+    return value;
+  }
+
+  value(node: TypeNode): unknown {
+    const b = this.buffer;
+    switch (node.code) {
+      case 'y': return this.byte();
+      case 'b': return this.u32() !== 0;
+      case 'n': { this.align(2); this.need(2); const v = this.little ? b.readInt16LE(this.at) : b.readInt16BE(this.at); this.at += 2; return v; }
+      case 'q': { this.align(2); this.need(2); const v = this.little ? b.readUInt16LE(this.at) : b.readUInt16BE(this.at); this.at += 2; return v; }
+      case 'i': { this.align(4); this.need(4); const v = this.little ? b.readInt32LE(this.at) : b.readInt32BE(this.at); this.at += 4; return v; }
+      case 'u': case 'h': return this.u32();
+      case 'x': { this.align(8); this.need(8); const v = this.little ? b.readBigInt64LE(this.at) : b.readBigInt64BE(this.at); this.at += 8; return v; }
+      case 't': { this.align(8); this.need(8); const v = this.little ? b.readBigUInt64LE(this.at) : b.readBigUInt64BE(this.at); this.at += 8; return v; }
+      case 'd': { this.align(8); this.need(8); const v = this.little ? b.readDoubleLE(this.at) : b.readDoubleBE(this.at); this.at += 8; return v; }
+      case 's': case 'o': return this.string(4);
+      case 'g': return this.string(1);
+      case 'v': {
+        const signature = this.string(1);
+        const types = parseSignature(signature);
+        if (types.length !== 1) throw new DBusError('org.freedesktop.DBus.Error.InvalidArgs', `A D-Bus variant has signature "${signature}"`);
+        return { signature, value: this.value(types[0]!) } satisfies Variant;
+      }
+      case '(': {
+        this.align(8);
+        return node.children.map((child) => this.value(child));
+      }
+      case 'a': {
+        const element = node.children[0]!;
+        const bytes = this.u32();
+        this.align(basicAlignment[element.code]!);
+        const end = this.at + bytes;
+        this.need(bytes);
+        if (element.code === 'y') {
+          const value = Buffer.from(b.subarray(this.at, end));
+          this.at = end;
+          return value;
+        }
+        if (element.code === '{') {
+          const map = new Map<unknown, unknown>();
+          while (this.at < end) {
+            this.align(8);
+            const key = this.value(element.children[0]!);
+            map.set(key, this.value(element.children[1]!));
+          }
+          return map;
+        }
+        const items: unknown[] = [];
+        while (this.at < end) items.push(this.value(element));
+        return items;
+      }
+      default:
+        throw new DBusError('org.freedesktop.DBus.Error.InvalidArgs', `Cannot read D-Bus type '${node.code}'`);
+    }
+  }
+}
+
+/** Marshals `values` by `signature` into a little-endian body (exported for tests). */
+export function marshal(signature: string, values: unknown[]): Buffer {
+  const writer = new Writer();
+  parseSignature(signature).forEach((node, index) => writer.value(node, values[index]));
+  return writer.buffer.subarray(0, writer.length);
+}
+
+/** Reads a body of the given signature (exported for tests). */
+export function unmarshal(signature: string, body: Buffer, little = true): unknown[] {
+  const reader = new Reader(body, little);
+  return parseSignature(signature).map((node) => reader.value(node));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Messages
+
+const enum MessageType { MethodCall = 1, MethodReturn = 2, Error = 3, Signal = 4 }
+const enum Field { Path = 1, Interface = 2, Member = 3, ErrorName = 4, ReplySerial = 5, Destination = 6, Sender = 7, Signature = 8 }
+
+const headerFieldsType = parseSignature('a(yv)')[0]!;
+
+export interface Message {
+  type: number;
+  serial: number;
+  path?: string;
+  interface?: string;
+  member?: string;
+  errorName?: string;
+  replySerial?: number;
+  sender?: string;
+  signature: string;
+  body: unknown[];
+}
+
+function encodeCall(serial: number, call: CallOptions): Buffer {
+  const body = call.signature ? marshal(call.signature, call.body ?? []) : Buffer.alloc(0);
+  const fields: [number, Variant][] = [[Field.Path, { signature: 'o', value: call.path }]];
+  if (call.interface) fields.push([Field.Interface, { signature: 's', value: call.interface }]);
+  fields.push([Field.Member, { signature: 's', value: call.member }]);
+  if (call.destination) fields.push([Field.Destination, { signature: 's', value: call.destination }]);
+  if (call.signature) fields.push([Field.Signature, { signature: 'g', value: call.signature }]);
+  const writer = new Writer();
+  writer.byte(0x6c); // 'l': little-endian
+  writer.byte(MessageType.MethodCall);
+  writer.byte(0); // flags: a reply is expected, auto-start allowed
+  writer.byte(1); // protocol version
+  writer.u32(body.length);
+  writer.u32(serial);
+  writer.value(headerFieldsType, fields);
+  writer.align(8);
+  writer.bytes(body);
+  return writer.buffer.subarray(0, writer.length);
+}
+
+/** Length of the message at the start of `buffer`, or 0 when its fixed header is not complete yet. */
+function messageLength(buffer: Buffer): number {
+  if (buffer.length < 16) return 0;
+  const little = buffer[0] === 0x6c;
+  if (!little && buffer[0] !== 0x42) throw new DBusError('org.freedesktop.DBus.Error.InvalidArgs', 'The bus sent a message with an unknown byte order');
+  const bodyLength = little ? buffer.readUInt32LE(4) : buffer.readUInt32BE(4);
+  const fieldsLength = little ? buffer.readUInt32LE(12) : buffer.readUInt32BE(12);
+  const headerEnd = 16 + fieldsLength;
+  const total = headerEnd + ((8 - (headerEnd % 8)) % 8) + bodyLength;
+  if (total > 134_217_728) throw new DBusError('org.freedesktop.DBus.Error.LimitsExceeded', 'The bus sent a message larger than 128 MiB');
+  return total;
+}
+
+function decodeMessage(buffer: Buffer): Message {
+  const little = buffer[0] === 0x6c;
+  const reader = new Reader(buffer, little, 4);
+  const type = buffer[1]!;
+  const bodyLength = reader.u32();
+  const serial = reader.u32();
+  const fields = reader.value(headerFieldsType) as [number, Variant][];
+  const message: Message = { type, serial, signature: '', body: [] };
+  for (const [code, { value }] of fields) {
+    switch (code) {
+      case Field.Path: message.path = value as string; break;
+      case Field.Interface: message.interface = value as string; break;
+      case Field.Member: message.member = value as string; break;
+      case Field.ErrorName: message.errorName = value as string; break;
+      case Field.ReplySerial: message.replySerial = value as number; break;
+      case Field.Sender: message.sender = value as string; break;
+      case Field.Signature: message.signature = value as string; break;
+      default: break;
+    }
+  }
+  reader.align(8);
+  if (message.signature) {
+    const body = new Reader(buffer, little, reader.at, reader.at + bodyLength);
+    // Alignment in the body is relative to the message start, which is also where the body's 8-byte boundary is.
+    message.body = parseSignature(message.signature).map((node) => body.value(node));
+  }
+  return message;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Addresses
+
+/** The socket paths to try for the session bus, in order (`\0`-prefixed for abstract sockets). */
+export function sessionBusSockets(env: NodeJS.ProcessEnv): { sockets: string[]; described: string } {
+  const address = env.DBUS_SESSION_BUS_ADDRESS;
+  if (!address) {
+    // As GDBus and sd-bus do: without an address, the per-user bus at $XDG_RUNTIME_DIR/bus if it exists.
+    const runtime = env.XDG_RUNTIME_DIR;
+    const fallback = runtime ? join(runtime, 'bus') : undefined;
+    return { sockets: fallback && existsSync(fallback) ? [fallback] : [], described: 'DBUS_SESSION_BUS_ADDRESS is not set' };
+  }
+  const sockets: string[] = [];
+  for (const entry of address.split(';')) {
+    const colon = entry.indexOf(':');
+    if (colon < 0 || entry.slice(0, colon) !== 'unix') continue;
+    const keys = new Map<string, string>();
+    for (const pair of entry.slice(colon + 1).split(',')) {
+      const equals = pair.indexOf('=');
+      if (equals > 0) keys.set(pair.slice(0, equals), unescapeAddressValue(pair.slice(equals + 1)));
+    }
+    const path = keys.get('path');
+    const abstract = keys.get('abstract');
+    if (path) sockets.push(path);
+    else if (abstract) sockets.push(`\0${abstract}`);
+  }
+  return { sockets, described: `DBUS_SESSION_BUS_ADDRESS=${address}` };
+}
+
+function unescapeAddressValue(value: string): string {
+  return value.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Connection
+
+export interface CallOptions {
+  destination?: string;
+  path: string;
+  interface?: string;
+  member: string;
+  signature?: string;
+  body?: unknown[];
+  /** How long to wait for the reply. Default 25 s, libdbus's default. */
+  timeoutMs?: number;
+}
+
+interface Pending { resolve(message: Message): void; reject(error: Error): void; timer: NodeJS.Timeout }
+
+type SignalListener = (message: Message) => void;
+
+export class DBusConnection {
+  #socket: Socket;
+  #serial = 0;
+  #pending = new Map<number, Pending>();
+  #listeners = new Set<SignalListener>();
+  #inbox: Buffer = Buffer.alloc(0);
+  #closed: Error | undefined;
+  #onClose = new Set<() => void>();
+  /** The unique name the bus gave us. */
+  uniqueName = '';
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.on('data', (chunk: Buffer) => this.#receive(chunk));
+    socket.on('error', (error) => this.#close(error));
+    socket.on('close', () => this.#close(new DBusError('org.freedesktop.DBus.Error.Disconnected', 'The D-Bus connection was closed')));
+  }
+
+  /** Connects, authenticates (EXTERNAL, our uid) and says Hello. */
+  static async open(socketPath: string, timeoutMs: number): Promise<DBusConnection> {
+    const socket = netConnect({ path: socketPath });
+    const timer = setTimeout(() => socket.destroy(new DBusError('org.freedesktop.DBus.Error.Timeout',
+      `No D-Bus handshake within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('error', reject);
+      });
+      const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+      socket.write(`\0AUTH EXTERNAL ${Buffer.from(String(uid), 'ascii').toString('hex')}\r\n`);
+      const line = await readLine(socket);
+      if (!line.startsWith('OK ')) {
+        throw new DBusError('org.freedesktop.DBus.Error.AuthFailed', `The bus refused EXTERNAL authentication for uid ${uid}: ${line.slice(0, 200)}`);
+      }
+      socket.write('BEGIN\r\n');
+      const connection = new DBusConnection(socket);
+      const [name] = await connection.call({
+        destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'Hello', timeoutMs,
+      });
+      connection.uniqueName = String(name);
+      return connection;
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get closed(): boolean { return this.#closed !== undefined; }
+
+  onClose(listener: () => void): void { this.#onClose.add(listener); }
+
+  /** Calls a method and resolves with the reply's body; an error reply rejects with a DBusError. */
+  call(options: CallOptions): Promise<unknown[]> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    const serial = (this.#serial = (this.#serial % 0xffff_fffe) + 1);
+    let bytes: Buffer;
+    try {
+      bytes = encodeCall(serial, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const timeoutMs = options.timeoutMs ?? 25_000;
+    return new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#settle(serial);
+        reject(new DBusError('org.freedesktop.DBus.Error.NoReply',
+          `${options.interface ?? ''}.${options.member} on ${options.path} got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(serial, { resolve, reject, timer });
+      // Idle, the connection must not keep the process alive; with a call in flight it must.
+      this.#socket.ref();
+      this.#socket.write(bytes);
+    }).then((reply) => {
+      if (reply.type === MessageType.Error) {
+        const text = typeof reply.body[0] === 'string' ? reply.body[0] : '';
+        throw new DBusError(reply.errorName ?? 'org.freedesktop.DBus.Error.Failed', text || (reply.errorName ?? 'D-Bus error'));
+      }
+      return reply.body;
+    });
+  }
+
+  /** Listens to every signal this connection receives (subscribe with AddMatch); returns the unsubscriber. */
+  onSignal(listener: SignalListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  #settle(serial: number): Pending | undefined {
+    const pending = this.#pending.get(serial);
+    if (!pending) return undefined;
+    this.#pending.delete(serial);
+    clearTimeout(pending.timer);
+    if (this.#pending.size === 0) this.#socket.unref();
+    return pending;
+  }
+
+  #receive(chunk: Buffer): void {
+    this.#inbox = this.#inbox.length === 0 ? chunk : Buffer.concat([this.#inbox, chunk]);
+    try {
+      for (;;) {
+        const length = messageLength(this.#inbox);
+        if (length === 0 || this.#inbox.length < length) return;
+        const bytes = this.#inbox.subarray(0, length);
+        this.#inbox = this.#inbox.subarray(length);
+        this.#dispatch(decodeMessage(bytes));
+      }
+    } catch (error) {
+      // A stream we cannot parse cannot be resynchronised.
+      this.#socket.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  #dispatch(message: Message): void {
+    if (message.type === MessageType.MethodReturn || message.type === MessageType.Error) {
+      if (message.replySerial !== undefined) this.#settle(message.replySerial)?.resolve(message);
+    } else if (message.type === MessageType.Signal) {
+      for (const listener of this.#listeners) listener(message);
+    }
+  }
+
+  #close(error: Error): void {
+    if (this.#closed) return;
+    this.#closed = error;
+    for (const serial of [...this.#pending.keys()]) this.#settle(serial)?.reject(error);
+    for (const listener of this.#onClose) listener();
+  }
+}
+
+function readLine(socket: Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      const end = text.indexOf('\r\n');
+      if (end >= 0) {
+        cleanup();
+        if (text.length > end + 2) socket.unshift(Buffer.from(text.slice(end + 2), 'latin1'));
+        resolve(text.slice(0, end));
+      } else if (text.length > 4096) {
+        cleanup();
+        reject(new DBusError('org.freedesktop.DBus.Error.AuthFailed', 'The bus sent an over-long authentication line'));
+      }
+    };
+    const onEnd = () => { cleanup(); reject(new DBusError('org.freedesktop.DBus.Error.AuthFailed', 'The bus closed the connection during authentication')); };
+    const onError = (error: Error) => { cleanup(); reject(error); };
+    const cleanup = () => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.off('error', onError);
+    };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('close', onEnd);
+    socket.on('error', onError);
+  });
+}
+
+const sessionConnections = new Map<string, Promise<DBusConnection>>();
+
+/**
+ * The session bus connection of this thread for `env`, opened on first use and shared after; a dropped
+ * connection is replaced on the next call. Throws DBusUnreachableError when no bus answers.
+ */
+export function sessionBus(env: NodeJS.ProcessEnv, timeoutMs = 25_000): Promise<DBusConnection> {
+  const { sockets, described } = sessionBusSockets(env);
+  const key = sockets.join(';') || described;
+  const existing = sessionConnections.get(key);
+  if (existing) return existing;
+  const opening = (async () => {
+    if (sockets.length === 0) throw new DBusUnreachableError(`no D-Bus session bus address (${described})`);
+    let lastError: unknown;
+    for (const socket of sockets) {
+      try {
+        const connection = await DBusConnection.open(socket, timeoutMs);
+        connection.onClose(() => {
+          if (sessionConnections.get(key) === opening) sessionConnections.delete(key);
+        });
+        // Unreferenced while idle: a CLI exits when its work is done, with the connection still open.
+        return connection;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw new DBusUnreachableError(`the D-Bus session bus does not answer (${described})`, { cause: lastError });
+  })();
+  sessionConnections.set(key, opening);
+  opening.catch(() => {
+    if (sessionConnections.get(key) === opening) sessionConnections.delete(key);
+  });
+  return opening;
+}
+
+/** Exported for tests: the signature text of a parsed type. */
+export const describeType = signatureOf;

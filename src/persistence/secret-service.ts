@@ -1,0 +1,294 @@
+// A Secret Service client (org.freedesktop.Secret.*) over our own D-Bus layer: sessions with the
+// dh-ietf1024-sha256-aes128-cbc-pkcs7 algorithm (plain where a service offers nothing else, as libsecret
+// does), search, read, create-or-replace, delete, unlock and prompts with a bounded wait.
+// Spec: https://specifications.freedesktop.org/secret-service-spec/latest/
+import { createCipheriv, createDecipheriv, getDiffieHellman, hkdfSync, randomBytes } from 'node:crypto';
+import { DBusError, type DBusConnection, sessionBus, type Variant } from './dbus.js';
+
+const bus = 'org.freedesktop.secrets';
+const servicePath = '/org/freedesktop/secrets';
+const serviceInterface = 'org.freedesktop.Secret.Service';
+const itemInterface = 'org.freedesktop.Secret.Item';
+const promptInterface = 'org.freedesktop.Secret.Prompt';
+const noObject = '/';
+const dhAlgorithm = 'dh-ietf1024-sha256-aes128-cbc-pkcs7';
+
+/** A failure the caller maps to a typed error: what kind, and the D-Bus error behind it. */
+export class SecretServiceError extends Error {
+  constructor(
+    readonly reason: 'locked' | 'dismissed' | 'prompt-timeout' | 'no-collection',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SecretServiceError';
+  }
+}
+
+interface Session { path: string; key?: Buffer }
+
+export interface SecretServiceOptions {
+  env: NodeJS.ProcessEnv;
+  /** How long a prompt (unlock, confirm) may stay unanswered before it is dismissed. */
+  promptTimeoutMs: number;
+  /** How long any other call may go unanswered. */
+  callTimeoutMs?: number;
+}
+
+export interface StoredSecret { value: Buffer; contentType: string; item: string }
+
+/** What the session algorithm in use is; the self-test reports it. */
+export type TransportAlgorithm = typeof dhAlgorithm | 'plain';
+
+export class SecretServiceClient {
+  readonly #options: SecretServiceOptions;
+  #connection: DBusConnection | undefined;
+  #session: Promise<Session> | undefined;
+  algorithm: TransportAlgorithm | undefined;
+
+  constructor(options: SecretServiceOptions) {
+    this.#options = options;
+  }
+
+  async #bus(): Promise<DBusConnection> {
+    const connection = await sessionBus(this.#options.env, this.#options.callTimeoutMs);
+    if (connection !== this.#connection) {
+      // A new connection (first use, or the old one dropped): sessions belong to the connection that opened them.
+      this.#connection = connection;
+      this.#session = undefined;
+    }
+    return connection;
+  }
+
+  async #call(path: string, iface: string, member: string, signature?: string, body?: unknown[]): Promise<unknown[]> {
+    const connection = await this.#bus();
+    return connection.call({
+      destination: bus, path, interface: iface, member, timeoutMs: this.#options.callTimeoutMs,
+      ...(signature ? { signature, body: body ?? [] } : {}),
+    });
+  }
+
+  async #openSession(): Promise<Session> {
+    const connection = await this.#bus();
+    this.#session ??= (async () => {
+      const dh = getDiffieHellman('modp2');
+      const ours = dh.generateKeys();
+      try {
+        const [output, path] = await this.#call(servicePath, serviceInterface, 'OpenSession', 'sv',
+          [dhAlgorithm, { signature: 'ay', value: ours }]);
+        const theirs = (output as Variant).value;
+        if (!Buffer.isBuffer(theirs) || theirs.length === 0) throw new Error('The Secret Service sent no public key');
+        // The shared secret is zero-padded to the group's size (Node does this); HKDF-SHA256 with no salt and
+        // no info gives the AES-128 key, as the specification's algorithm name says.
+        const shared = dh.computeSecret(theirs);
+        const key = Buffer.from(hkdfSync('sha256', shared, Buffer.alloc(0), Buffer.alloc(0), 16));
+        this.algorithm = dhAlgorithm;
+        return { path: String(path), key };
+      } catch (error) {
+        if (!(error instanceof DBusError) || error.dbusName !== 'org.freedesktop.DBus.Error.NotSupported') throw error;
+        // A service without the encrypted transport: the secret then crosses the local socket (only this user
+        // can reach it) in the clear, as libsecret and keytar do in this case. It is still encrypted at rest.
+        const [, path] = await this.#call(servicePath, serviceInterface, 'OpenSession', 'sv', ['plain', { signature: 's', value: '' }]);
+        this.algorithm = 'plain';
+        return { path: String(path) };
+      }
+    })();
+    const session = this.#session;
+    session.catch(() => {
+      if (this.#session === session && this.#connection === connection) this.#session = undefined;
+    });
+    return session;
+  }
+
+  /** Unlocked and locked items whose attributes include all of `attributes`, across every collection. */
+  async search(attributes: Record<string, string>): Promise<{ unlocked: string[]; locked: string[] }> {
+    const [unlocked, locked] = await this.#call(servicePath, serviceInterface, 'SearchItems', 'a{ss}', [attributes]);
+    return { unlocked: unlocked as string[], locked: locked as string[] };
+  }
+
+  /**
+   * The secret of the first item matching `attributes`, or null when no item matches. A match that is locked is
+   * unlocked (which may prompt); one that stays locked throws SecretServiceError('locked'), never null.
+   */
+  async lookup(attributes: Record<string, string>): Promise<StoredSecret | null> {
+    const found = await this.search(attributes);
+    let items = found.unlocked;
+    if (items.length === 0 && found.locked.length > 0) items = await this.unlock(found.locked);
+    for (const item of items) {
+      try {
+        return await this.#getSecret(item);
+      } catch (error) {
+        // Deleted between the search and the read: try the next, or report nothing stored.
+        if (!isNoSuchObject(error)) throw error;
+      }
+    }
+    return null;
+  }
+
+  async #getSecret(item: string): Promise<StoredSecret> {
+    return this.#withSession(async (session) => {
+      const read = () => this.#call(item, itemInterface, 'GetSecret', 'o', [session.path]);
+      let reply: unknown[];
+      try {
+        reply = await read();
+      } catch (error) {
+        if (!isLockedError(error)) throw error;
+        await this.unlock([item]);
+        reply = await read();
+      }
+      const [, parameters, value, contentType] = reply[0] as [string, Buffer, Buffer, string];
+      return { value: session.key ? decrypt(session.key, parameters, value) : value, contentType, item };
+    });
+  }
+
+  /**
+   * Runs `work` with the session; once more with a new session when the service no longer knows it (the
+   * service restarted on the same bus, so its objects and our session are gone).
+   */
+  async #withSession<T>(work: (session: Session) => Promise<T>): Promise<T> {
+    const session = await this.#openSession();
+    try {
+      return await work(session);
+    } catch (error) {
+      if (!(error instanceof DBusError) || !/NoSession|UnknownObject|NoSuchObject|InvalidArgs/.test(error.dbusName)) throw error;
+      if (this.#session && (await this.#session.catch(() => undefined)) === session) this.#session = undefined;
+      return work(await this.#openSession());
+    }
+  }
+
+  /** Creates the item in the default collection, or replaces the secret of the one with the same attributes there. */
+  async store(label: string, attributes: Record<string, string>, value: Buffer, contentType: string): Promise<string> {
+    const collection = await this.defaultCollection();
+    const properties = new Map<string, Variant>([
+      [`${itemInterface}.Label`, { signature: 's', value: label }],
+      [`${itemInterface}.Attributes`, { signature: 'a{ss}', value: attributes }],
+    ]);
+    const [item, prompt] = await this.#withSession(async (session) => {
+      const create = () => this.#call(collection, 'org.freedesktop.Secret.Collection', 'CreateItem', 'a{sv}(oayays)b',
+        [properties, encryptedSecret(session, value, contentType), true]);
+      try {
+        return await create() as [string, string];
+      } catch (error) {
+        if (!isLockedError(error)) throw error;
+        await this.unlock([collection]);
+        return await create() as [string, string];
+      }
+    });
+    if (item !== noObject) return item;
+    if (prompt === noObject) throw new DBusError('org.freedesktop.DBus.Error.Failed', 'CreateItem returned neither an item nor a prompt');
+    const result = await this.prompt(prompt, 'confirm storing the item');
+    return String(result.value);
+  }
+
+  /** Deletes every item matching `attributes`; false when there was none. Locked matches are unlocked first. */
+  async delete(attributes: Record<string, string>): Promise<boolean> {
+    const found = await this.search(attributes);
+    const items = [...found.unlocked];
+    if (found.locked.length > 0) items.push(...await this.unlock(found.locked));
+    let deleted = false;
+    for (const item of items) {
+      let prompt: string;
+      try {
+        [prompt] = await this.#call(item, itemInterface, 'Delete') as [string];
+      } catch (error) {
+        if (isNoSuchObject(error)) continue; // deleted by someone else meanwhile
+        throw error;
+      }
+      if (prompt !== noObject) await this.prompt(prompt, 'confirm deleting the item');
+      deleted = true;
+    }
+    return deleted;
+  }
+
+  /** The collection the `default` alias names (where libsecret's SECRET_COLLECTION_DEFAULT stores). */
+  async defaultCollection(): Promise<string> {
+    const [path] = await this.#call(servicePath, serviceInterface, 'ReadAlias', 's', ['default']);
+    if (path !== noObject) return String(path);
+    throw new SecretServiceError('no-collection',
+      'the Secret Service has no default collection (its "default" alias names none)');
+  }
+
+  /** Unlocks `objects`; returns what is unlocked. Throws SecretServiceError('locked') when they stay locked. */
+  async unlock(objects: string[]): Promise<string[]> {
+    const [unlocked, prompt] = await this.#call(servicePath, serviceInterface, 'Unlock', 'ao', [objects]) as [string[], string];
+    if (prompt === noObject) {
+      if (unlocked.length === 0) throw new SecretServiceError('locked', 'the Secret Service left the collection locked');
+      return unlocked;
+    }
+    let result: Variant;
+    try {
+      result = await this.prompt(prompt, 'unlock the keyring');
+    } catch (error) {
+      if (error instanceof SecretServiceError) throw new SecretServiceError('locked', error.message, { cause: error });
+      throw error;
+    }
+    const after = [...unlocked, ...(Array.isArray(result.value) ? result.value.map(String) : [])];
+    if (after.length === 0) throw new SecretServiceError('locked', 'the unlock prompt ended with nothing unlocked');
+    return after;
+  }
+
+  /**
+   * Shows a prompt and waits for its Completed signal, at most promptTimeoutMs; then dismisses it. A prompt
+   * that is dismissed, cannot be shown, or times out throws SecretServiceError; it never waits forever.
+   */
+  async prompt(path: string, what: string): Promise<Variant> {
+    const connection = await this.#bus();
+    const match = `type='signal',sender='${bus}',interface='${promptInterface}',member='Completed',path='${path}'`;
+    const busCall = (member: string, rule: string) => connection.call({
+      destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member,
+      signature: 's', body: [rule], timeoutMs: this.#options.callTimeoutMs,
+    });
+    const timeoutMs = this.#options.promptTimeoutMs;
+    let stop = () => {};
+    const completed = new Promise<Variant>((resolve, reject) => {
+      const off = connection.onSignal((message) => {
+        if (message.path !== path || message.member !== 'Completed' || message.interface !== promptInterface) return;
+        const [dismissed, result] = message.body as [boolean, Variant];
+        if (dismissed) reject(new SecretServiceError('dismissed', `the prompt to ${what} was dismissed or could not be shown`));
+        else resolve(result);
+      });
+      const timer = setTimeout(() => reject(new SecretServiceError('prompt-timeout',
+        `the prompt to ${what} was not answered within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+      stop = () => { off(); clearTimeout(timer); };
+    });
+    completed.catch(() => undefined);
+    try {
+      await busCall('AddMatch', match);
+      try {
+        await connection.call({ destination: bus, path, interface: promptInterface, member: 'Prompt', signature: 's', body: [''],
+          timeoutMs: this.#options.callTimeoutMs });
+      } catch (error) {
+        throw new SecretServiceError('dismissed', `the prompt to ${what} could not be shown`, { cause: error });
+      }
+      return await completed;
+    } catch (error) {
+      if (error instanceof SecretServiceError && error.reason === 'prompt-timeout') {
+        await connection.call({ destination: bus, path, interface: promptInterface, member: 'Dismiss', timeoutMs: 2_000 }).catch(() => undefined);
+      }
+      throw error;
+    } finally {
+      stop();
+      busCall('RemoveMatch', match).catch(() => undefined);
+    }
+  }
+}
+
+function encryptedSecret(session: Session, value: Buffer, contentType: string): [string, Buffer, Buffer, string] {
+  if (!session.key) return [session.path, Buffer.alloc(0), value, contentType];
+  const iv = randomBytes(16);
+  const cipher = createCipheriv('aes-128-cbc', session.key, iv);
+  return [session.path, iv, Buffer.concat([cipher.update(value), cipher.final()]), contentType];
+}
+
+function decrypt(key: Buffer, iv: Buffer, value: Buffer): Buffer {
+  const decipher = createDecipheriv('aes-128-cbc', key, iv);
+  return Buffer.concat([decipher.update(value), decipher.final()]);
+}
+
+function isLockedError(error: unknown): boolean {
+  return error instanceof DBusError && error.dbusName === 'org.freedesktop.Secret.Error.IsLocked';
+}
+
+function isNoSuchObject(error: unknown): boolean {
+  return error instanceof DBusError && /NoSuchObject|UnknownObject|UnknownMethod/.test(error.dbusName);
+}
