@@ -34,8 +34,10 @@ export interface SecretServiceOptions {
   env: NodeJS.ProcessEnv;
   /** How long a prompt (unlock, confirm) may stay unanswered before it is dismissed. */
   promptTimeoutMs: number;
-  /** How long any other call may go unanswered. */
+  /** How long any other call may go unanswered. Default 25 s. */
   callTimeoutMs?: number;
+  /** Tests only: open a `plain` session without trying the encrypted one first. */
+  plainOnly?: boolean;
 }
 
 export interface StoredSecret { value: Buffer; contentType: string; item: string }
@@ -76,6 +78,7 @@ export class SecretServiceClient {
     this.#session ??= (async () => {
       const ours = generateKeyPair();
       try {
+        if (this.#options.plainOnly) throw new DBusError('org.freedesktop.DBus.Error.NotSupported', 'plain session requested');
         const [output, path] = await this.#call(servicePath, serviceInterface, 'OpenSession', 'sv',
           [dhAlgorithm, { signature: 'ay', value: ours.publicValue }]);
         const theirs = (output as Variant).value;

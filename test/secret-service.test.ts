@@ -1,0 +1,238 @@
+// Our Secret Service client against the real service the run started (gnome-keyring, or KeePassXC in the
+// keepassxc project) and against keytar, the native client msal-node-extensions uses: the items are the same
+// items, each reads and replaces the other's, and every failure is bounded and typed.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { createPersistence, isKeychainCacheError } from '../src/index.js';
+import { DBusError, marshal, sessionBus, unmarshal, type Variant } from '../src/persistence/dbus.js';
+import { explainSecretServiceError, keytarItem, secretServiceItems } from '../src/persistence/libsecret.js';
+import { SecretServiceClient, SecretServiceError } from '../src/persistence/secret-service.js';
+import { startPrivateKeyring } from '../scripts/private-keyring.mjs';
+import { isLinux, repoRoot, tempDir } from './helpers.js';
+
+const randomName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
+
+const keytar = async () => ((await import('keytar')) as unknown as { default: typeof import('keytar') }).default;
+
+/** The item's D-Bus properties a reader sees, without its timestamps. */
+async function itemProperties(path: string): Promise<Record<string, unknown>> {
+  const bus = await sessionBus(process.env);
+  const [properties] = await bus.call({
+    destination: 'org.freedesktop.secrets', path, interface: 'org.freedesktop.DBus.Properties', member: 'GetAll',
+    signature: 's', body: ['org.freedesktop.Secret.Item'],
+  }) as [Map<string, Variant>];
+  const seen: Record<string, unknown> = {};
+  for (const [name, { value }] of properties) {
+    if (name === 'Created' || name === 'Modified') continue;
+    seen[name] = value instanceof Map ? Object.fromEntries([...value.entries()].sort()) : value;
+  }
+  return seen;
+}
+
+async function onlyItem(client: SecretServiceClient, service: string, account: string): Promise<string> {
+  const found = await client.search(keytarItem(service, account).attributes);
+  expect(found.locked).toEqual([]);
+  expect(found.unlocked).toHaveLength(1);
+  return found.unlocked[0]!;
+}
+
+describe.runIf(isLinux)('our Secret Service client and keytar write the same items [linux only]', () => {
+  const client = new SecretServiceClient({ env: process.env, promptTimeoutMs: 10_000 });
+  const ours = secretServiceItems(client);
+
+  it('an item keytar wrote and one we wrote have the same label, attributes, type, content type and bytes; each reads the other', async () => {
+    const kt = await keytar();
+    const service = randomName('interop-svc');
+    const secret = '{"Account":{},"note":"ünïcödé ✓"}';
+    await kt.setPassword(service, 'by-keytar', secret);
+    await ours.set(service, 'by-us', secret);
+
+    const theirsPath = await onlyItem(client, service, 'by-keytar');
+    const oursPath = await onlyItem(client, service, 'by-us');
+    const theirs = await itemProperties(theirsPath);
+    const mine = await itemProperties(oursPath);
+    // Only the account differs, in the label and the attribute.
+    expect(JSON.parse(JSON.stringify(mine).replaceAll('by-us', 'by-keytar'))).toEqual(theirs);
+    expect(mine).toMatchObject({ Label: `${service}/by-us`, Attributes: { account: 'by-us', service, 'xdg:schema': 'org.freedesktop.Secret.Generic' } });
+
+    const rawTheirs = await client.lookup(keytarItem(service, 'by-keytar').attributes);
+    const rawOurs = await client.lookup(keytarItem(service, 'by-us').attributes);
+    expect(rawOurs!.contentType).toBe(rawTheirs!.contentType);
+    expect(rawOurs!.value.equals(rawTheirs!.value)).toBe(true);
+    expect(rawOurs!.value.equals(Buffer.from(secret, 'utf8'))).toBe(true);
+
+    expect(await kt.getPassword(service, 'by-us')).toBe(secret);
+    expect(await ours.get(service, 'by-keytar')).toBe(secret);
+    expect(await ours.delete(service, 'by-keytar')).toBe(true);
+    expect(await kt.deletePassword(service, 'by-us')).toBe(true);
+    expect(await kt.getPassword(service, 'by-keytar')).toBeNull();
+    expect(await ours.get(service, 'by-us')).toBeNull();
+    expect(await ours.delete(service, 'by-us')).toBe(false);
+  });
+
+  it('each replaces the other\'s item in place: one item per service and account, whoever wrote last', async () => {
+    const kt = await keytar();
+    const service = randomName('replace-svc');
+    await kt.setPassword(service, 'acct', 'one');
+    const first = await onlyItem(client, service, 'acct');
+    await ours.set(service, 'acct', 'two');
+    expect(await onlyItem(client, service, 'acct')).toBe(first);
+    expect(await kt.getPassword(service, 'acct')).toBe('two');
+    await kt.setPassword(service, 'acct', 'three');
+    expect(await onlyItem(client, service, 'acct')).toBe(first);
+    expect(await ours.get(service, 'acct')).toBe('three');
+    await ours.delete(service, 'acct');
+  });
+
+  it('large and unusual secrets cross both ways intact: 2 MiB, control characters, emoji, CJK and RTL text, a JSON of 1000 accounts', async () => {
+    const kt = await keytar();
+    const service = randomName('size-svc');
+    const large = JSON.stringify({ blob: 'x'.repeat(2 * 1024 * 1024) });
+    const unusual = 'tab\there\nnew line "quotes" \\ emoji 😀 CJK 漢字 RTL עברית \u00a0\u2028';
+    const accounts = JSON.stringify(Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`home-${i}`, { username: `user${i}@contoso.com` }])));
+    for (const [name, secret] of [['large', large], ['unusual', unusual], ['accounts', accounts]] as const) {
+      await ours.set(service, name, secret);
+      expect(await kt.getPassword(service, name), name).toBe(secret);
+      await kt.setPassword(service, `${name}-kt`, secret);
+      expect(await ours.get(service, `${name}-kt`), name).toBe(secret);
+      await ours.delete(service, name);
+      await ours.delete(service, `${name}-kt`);
+    }
+  });
+
+  it('the plain transport (for a service that offers nothing else) round-trips with the real service, and keytar reads it', async () => {
+    const plain = new SecretServiceClient({ env: process.env, promptTimeoutMs: 10_000, plainOnly: true });
+    const service = randomName('plain-svc');
+    await secretServiceItems(plain).set(service, 'acct', 'over a plain session');
+    expect(plain.algorithm).toBe('plain');
+    expect(await (await keytar()).getPassword(service, 'acct')).toBe('over a plain session');
+    expect(await ours.get(service, 'acct')).toBe('over a plain session');
+    expect(client.algorithm).toBe('dh-ietf1024-sha256-aes128-cbc-pkcs7');
+    await ours.delete(service, 'acct');
+  });
+
+  it('a CLI that reads through the Secret Service exits on its own: the idle connection does not keep it alive', async () => {
+    const directory = await tempDir();
+    const script = `
+      const { createPersistence } = require(${JSON.stringify(join(repoRoot, 'dist', 'cjs', 'index.js'))});
+      createPersistence({ cachePath: ${JSON.stringify(join(directory, 'marker.json'))}, backend: 'libsecret',
+        serviceName: ${JSON.stringify(randomName('exit-svc'))} })
+        .then(async (p) => { await p.save('{"a":1}'); console.log(await p.load()); await p.delete(); });`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(stdout.trim()).toBe('{"a":1}');
+  });
+});
+
+describe.runIf(isLinux)('failures of the Secret Service are bounded and typed [linux only]', () => {
+  it('a stalled Secret Service (SIGSTOP) fails the call with STORE_FAILED after the call timeout; resumed, it works again', async () => {
+    const keyring = await startPrivateKeyring();
+    try {
+      const env = { ...process.env, ...keyring.env };
+      const client = new SecretServiceClient({ env, promptTimeoutMs: 5_000, callTimeoutMs: 1_500 });
+      const items = secretServiceItems(client);
+      await items.set('stall-svc', 'acct', 'before');
+      const pid = await secretServicePid(env);
+      process.kill(pid, 'SIGSTOP');
+      try {
+        const failure = await items.get('stall-svc', 'acct').catch((error: unknown) => error);
+        expect(failure).toBeInstanceOf(DBusError);
+        expect((failure as DBusError).dbusName).toBe('org.freedesktop.DBus.Error.NoReply');
+        // What the backend makes of it: STORE_FAILED saying the service did not answer and to restart it.
+        const typed = explainSecretServiceError(failure, 'read the item', env);
+        expect(typed.code).toBe('STORE_FAILED');
+        expect(typed.message).toMatch(/did not answer.*restart it/);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      expect(await items.get('stall-svc', 'acct')).toBe('before');
+    } finally {
+      await keyring.stop();
+    }
+  });
+
+  it('a locked collection: reads, writes and deletes throw KEYRING_LOCKED within the prompt bound, never "missing"; unlocked, all is there', async () => {
+    const keyring = await startPrivateKeyring();
+    try {
+      const env = { ...process.env, ...keyring.env };
+      const client = new SecretServiceClient({ env, promptTimeoutMs: 3_000 });
+      const items = secretServiceItems(client);
+      await items.set('locked-svc', 'acct', 'kept');
+      await keyring.lockCollection();
+      for (const action of [() => items.get('locked-svc', 'acct'), () => items.set('locked-svc', 'acct', 'new'),
+        () => items.delete('locked-svc', 'acct'), () => items.get('locked-svc', 'never-written')] as const) {
+        const failure = await action().then((value) => ({ value }), (error: unknown) => error);
+        // Searching for an item that was never written finds nothing, locked or not: that one may answer null.
+        if (failure && typeof failure === 'object' && 'value' in failure) {
+          expect(failure.value).toBeNull();
+          continue;
+        }
+        expect(failure).toBeInstanceOf(SecretServiceError);
+        expect((failure as SecretServiceError).reason).toBe('locked');
+        expect(explainSecretServiceError(failure, 'use the item', env).code).toBe('KEYRING_LOCKED');
+      }
+      await keyring.restartUnlocked();
+      expect(await items.get('locked-svc', 'acct')).toBe('kept');
+    } finally {
+      await keyring.stop();
+    }
+  });
+
+  it('no session bus at all, and a bus without a Secret Service: BACKEND_UNAVAILABLE with the fix, at creation', async () => {
+    const directory = await tempDir();
+    const noBus = { ...process.env, DBUS_SESSION_BUS_ADDRESS: `unix:path=${join(directory, 'no-bus')}` };
+    const error = await createPersistence({ cachePath: join(directory, 'a.json'), backend: 'libsecret', env: noBus }).catch((e: unknown) => e);
+    expect(isKeychainCacheError(error, 'BACKEND_UNAVAILABLE')).toBe(true);
+    expect((error as Error).message).toContain('dbus-run-session');
+    const keyring = await startPrivateKeyring({ withSecretService: false });
+    try {
+      const bare = await createPersistence({ cachePath: join(directory, 'b.json'), backend: 'libsecret', env: { ...process.env, ...keyring.env } })
+        .catch((e: unknown) => e);
+      expect(isKeychainCacheError(bare, 'BACKEND_UNAVAILABLE')).toBe(true);
+      expect((bare as Error).message).toMatch(/no Secret Service/);
+    } finally {
+      await keyring.stop();
+    }
+  });
+});
+
+describe('D-Bus marshalling', () => {
+  it('round-trips the Secret Service types, nested, with the alignment the specification requires', () => {
+    const signature = 'ya{sv}(oayays)bsaoa{ss}tx';
+    const values = [7, new Map<string, Variant>([['Label', { signature: 's', value: 'x/y' }],
+      ['Attributes', { signature: 'a{ss}', value: new Map([['service', 's'], ['account', 'a']]) }]]),
+    ['/org/freedesktop/secrets/session/1', Buffer.from([1, 2, 3]), Buffer.from('secret'), 'text/plain'],
+    true, 'ünï', ['/a', '/b/c'], new Map([['k', 'v']]), 2n ** 63n, -5n];
+    const body = marshal(signature, values);
+    const back = unmarshal(signature, body);
+    expect(back[0]).toBe(7);
+    expect((back[1] as Map<string, Variant>).get('Label')).toEqual({ signature: 's', value: 'x/y' });
+    expect(((back[1] as Map<string, Variant>).get('Attributes')!.value as Map<string, string>).get('account')).toBe('a');
+    expect(back.slice(2)).toEqual(values.slice(2));
+    // The struct after a{sv} starts on an 8-byte boundary; the byte at 0 and the array length at 4.
+    expect(body.readUInt32LE(4)).toBeGreaterThan(0);
+  });
+
+  it('reads a big-endian message body as the specification lays it out', () => {
+    // "s" then "u": length 3, "abc", NUL, pad to 4, then 0x01020304, all big-endian.
+    const body = Buffer.from([0, 0, 0, 3, 0x61, 0x62, 0x63, 0, 1, 2, 3, 4]);
+    expect(unmarshal('su', body, false)).toEqual(['abc', 0x01020304]);
+  });
+
+  it('refuses malformed signatures and strings it cannot send', () => {
+    expect(() => marshal('a{sv', [])).toThrow(TypeError);
+    expect(() => marshal('a{vs}x(', [])).toThrow(TypeError);
+    expect(() => marshal('s', ['nul\u0000inside'])).toThrow(TypeError);
+  });
+});
+
+async function secretServicePid(env: NodeJS.ProcessEnv): Promise<number> {
+  const bus = await sessionBus(env);
+  const [pid] = await bus.call({
+    destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus',
+    member: 'GetConnectionUnixProcessID', signature: 's', body: ['org.freedesktop.secrets'],
+  });
+  return Number(pid);
+}
