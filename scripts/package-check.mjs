@@ -2,9 +2,10 @@
 // projects, never from the source tree.
 //   node scripts/package-check.mjs [--json]      (run `npm run build` first; the tests do)
 // Checks: what ships; ESM and CommonJS imports of every entry point; bin; type declarations compile in a
-// consumer under node16 (ESM and CJS files) and bundler resolution; with optional dependencies omitted
-// (no keytar, no @primno/dpapi) importing, plaintext and safeStorage work and libsecret explains how to
-// install keytar; and a CLI bundled with esbuild into one file (natives external) passes the self-test.
+// consumer under node16 (ESM and CJS files) and bundler resolution; a default install on Linux contains no
+// native module and runs no install script, and with optional dependencies omitted and `--ignore-scripts`
+// everything works, the Secret Service included; and a CLI bundled with esbuild into one file passes the
+// self-test.
 import { execFile } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,8 @@ const run = promisify(execFile);
 // npm runs with the user's real home (under the private keyring HOME points elsewhere): its ~/.npmrc says
 // where Node's headers are for keytar's source build, and its cache makes installs fast.
 const npmEnv = { ...process.env, HOME: process.env.MKC_USER_HOME || process.env.HOME };
-const npm = (args, cwd) => run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, env: npmEnv, maxBuffer: 1 << 24 });
+const npm = (args, cwd, extraEnv = {}) => run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'],
+  { cwd, env: { ...npmEnv, ...extraEnv }, maxBuffer: 1 << 24 });
 const node = (args, cwd, env = process.env) => run(process.execPath, args, { cwd, env, maxBuffer: 1 << 24 });
 const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
 const esbuild = join(repoRoot, 'node_modules', 'esbuild', 'bin', 'esbuild');
@@ -32,11 +34,11 @@ function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
-async function consumer(work, name, tarball, extraInstallArgs = []) {
+async function consumer(work, name, tarball, extraInstallArgs = [], extraEnv = {}) {
   const directory = join(work, name);
   await mkdir(directory, { recursive: true });
   await writeFile(join(directory, 'package.json'), JSON.stringify({ name: `consumer-${name}`, version: '1.0.0', private: true }));
-  await npm(['install', '--prefer-offline', ...extraInstallArgs, tarball], directory);
+  await npm(['install', '--prefer-offline', ...extraInstallArgs, tarball], directory, extraEnv);
   return directory;
 }
 
@@ -113,8 +115,37 @@ const checks = {
     return { checked: ['node16 ESM (.mts)', 'node16 CJS (.cts)', 'bundler'] };
   },
 
-  async 'without optional dependencies: imports work, plaintext and safeStorage work, libsecret says to install keytar'({ work, tarball }) {
-    const lean = await consumer(work, 'lean', tarball, ['--omit=optional']);
+  async 'a default install brings no native module and no install script (keytar is for macOS, asked for by name)'({ full }) {
+    const script = `
+      const { readdirSync, readFileSync, existsSync } = require('node:fs');
+      const { join } = require('node:path');
+      const natives = [], scripts = [];
+      const walk = (dir) => { for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else if (entry.name.endsWith('.node') && !path.includes('@primno')) natives.push(path);
+        else if (entry.name === 'package.json' && !path.includes('/test/')) {
+          try { const s = JSON.parse(readFileSync(path, 'utf8')).scripts ?? {};
+            for (const k of ['preinstall', 'install', 'postinstall']) if (s[k] && s[k] !== 'exit 0') scripts.push(path + ': ' + k); } catch {}
+        } } };
+      walk('node_modules');
+      console.log(JSON.stringify({ keytar: existsSync('node_modules/keytar'), natives, scripts }));`;
+    const result = JSON.parse((await node(['-e', script], full)).stdout);
+    check(!result.keytar, 'keytar was installed by default; it is an optional peer dependency for macOS only');
+    check(result.natives.length === 0, `native modules in a default Linux install: ${result.natives.join(', ')}`);
+    check(result.scripts.length === 0, `install scripts in a default Linux install: ${result.scripts.join(', ')}`);
+    return result;
+  },
+
+  async 'npm install --ignore-scripts --omit=optional, no compiler on PATH: imports, plaintext, safeStorage and the Secret Service all work'({ work, tarball, env }) {
+    // A PATH with node and npm and the shell tools npm needs, but no make, cc, g++ or python.
+    const bin = join(work, 'no-compiler-bin');
+    await mkdir(bin, { recursive: true });
+    const { stdout: npmPath } = await run('sh', ['-c', 'command -v npm']);
+    for (const [name, target] of [['node', process.execPath], ['npm', npmPath.trim()], ['sh', '/bin/sh']]) {
+      await run('ln', ['-sf', target, join(bin, name)]);
+    }
+    const lean = await consumer(work, 'lean', tarball, ['--omit=optional', '--ignore-scripts'], { PATH: bin });
     const script = `
       const { createPersistence, isKeychainCacheError } = await import('msal-keychain-cache');
       const { createSafeStorageStandIn } = await import(${JSON.stringify(standIn)});
@@ -125,26 +156,24 @@ const checks = {
       await plain.save('{}');
       const safe = await createPersistence({ cachePath: dir + '/safe.bin', safeStorage: createSafeStorageStandIn().safeStorage, loggerOptions: quiet });
       await safe.save('{"Account":{}}');
-      let libsecret;
-      try { await createPersistence({ cachePath: dir + '/ls.json', backend: 'libsecret', loggerOptions: quiet }); libsecret = 'created'; }
-      catch (error) { libsecret = { code: error.code, message: error.message, typed: isKeychainCacheError(error) }; }
+      const secret = await createPersistence({ cachePath: dir + '/ls.json', loggerOptions: quiet, serviceName: 'package-check-' + process.pid });
+      await secret.save('{"Account":{"a":1}}');
+      const libsecret = { kind: secret.kind, back: await secret.load() };
+      await secret.delete();
+      const natives = process.report.getReport().sharedObjects.filter((p) => p.endsWith('.node'));
       console.log(JSON.stringify({ keytar: existsSync('node_modules/keytar'), dpapi: existsSync('node_modules/@primno/dpapi'),
-        plain: await plain.load(), safe: await safe.load(), safeEncrypted: safe.encrypted, libsecret }));`;
-    const result = JSON.parse((await node(['--input-type=module', '-e', script], lean)).stdout);
+        plain: await plain.load(), safe: await safe.load(), safeEncrypted: safe.encrypted, libsecret, natives }));`;
+    const result = JSON.parse((await node(['--input-type=module', '-e', script], lean, env)).stdout);
     check(!result.keytar && !result.dpapi, `optional dependencies were installed anyway: ${JSON.stringify(result)}`);
     check(result.plain === '{}' && result.safe === '{"Account":{}}' && result.safeEncrypted, `plaintext/safeStorage failed: ${JSON.stringify(result)}`);
-    check(result.libsecret?.code === 'BACKEND_UNAVAILABLE' && result.libsecret.typed, `libsecret: ${JSON.stringify(result.libsecret)}`);
-    check(/npm install keytar/.test(result.libsecret.message), `libsecret message does not say how to install keytar: ${result.libsecret.message}`);
+    check(result.libsecret.kind === 'libsecret' && result.libsecret.back === '{"Account":{"a":1}}', `Secret Service: ${JSON.stringify(result.libsecret)}`);
+    check(result.natives.length === 0, `native modules loaded: ${result.natives.join(', ')}`);
     const cjs = await node(['-e', "console.log(typeof require('msal-keychain-cache').createCachePlugin)"], lean);
     check(cjs.stdout.trim() === 'function', 'CommonJS import failed without optional dependencies');
-    return { libsecretMessage: result.libsecret.message.slice(0, 120) };
+    return { secretService: result.libsecret.kind };
   },
 
   async 'a CLI bundled with esbuild into one file (natives external) passes the self-test'({ full, env }) {
-    // keytar is an optional dependency: npm drops it silently when its native build fails.
-    await node(['-e', "require('keytar')"], full).catch((error) => {
-      throw new Error(`keytar did not install in the consumer (its source build needs libsecret-1-dev, pkg-config): ${error.stderr}`);
-    });
     await writeFile(join(full, 'cli.mjs'), `
       import { runSelfTest, formatReport } from 'msal-keychain-cache/self-test';
       const report = await runSelfTest();

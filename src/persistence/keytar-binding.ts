@@ -1,5 +1,6 @@
-// The only place keytar is loaded, and only when a keychain backend is chosen: importing this package
-// must work on machines without keytar or libsecret (msal-node-extensions fails there, msal-js #6160).
+// The only place keytar is loaded: only for the macOS Keychain backend, only when it is chosen. Linux uses our
+// own Secret Service client and never loads it. Importing this package must work without keytar
+// (msal-node-extensions fails there, msal-js #6160), so keytar is an optional peer dependency.
 import { KeychainCacheError, systemErrorCode } from '../errors.js';
 
 export interface KeytarApi {
@@ -26,18 +27,15 @@ function explainKeytarLoadFailure(error: unknown): KeychainCacheError {
   const message = error instanceof Error ? error.message : String(error);
   let text: string;
   if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && /keytar['"]?(\s|$|')/.test(message)) {
-    text = 'keytar is not installed (it is an optional dependency of msal-keychain-cache). Install it with ' +
-      '`npm install keytar`; on Debian/Ubuntu it builds from source when no prebuilt binary can be downloaded ' +
-      'and then needs `sudo apt install libsecret-1-dev pkg-config`.';
-  } else if (/libsecret-1\.so/.test(message)) {
-    text = 'keytar is installed but the libsecret library is missing. Install it: `sudo apt install libsecret-1-0` ' +
-      '(Fedora: `sudo dnf install libsecret`; Alpine: `apk add libsecret`).';
+    text = 'The macOS Keychain backend needs keytar, which is not installed (an optional peer dependency of ' +
+      'msal-keychain-cache, used on macOS only). Install it in your app: `npm install keytar` (a prebuilt binary; ' +
+      'Electron apps then run `npx @electron/rebuild`), or pass Electron\'s safeStorage instead.';
   } else if (/NODE_MODULE_VERSION|different Node\.js version/.test(message)) {
     text = "keytar's native module was built for another Node.js or Electron version. Rebuild it: `npm rebuild keytar` " +
       '(Electron: `npx @electron/rebuild`).';
   } else {
-    text = "keytar's native module could not be loaded. Rebuild it with `npm rebuild keytar` (needs libsecret-1-dev, " +
-      'pkg-config, python3 and a C++ compiler on Linux).';
+    text = "keytar's native module could not be loaded. Reinstall or rebuild it: `npm rebuild keytar` (Electron: " +
+      '`npx @electron/rebuild`).';
   }
   return new KeychainCacheError('BACKEND_UNAVAILABLE', text, { cause: error });
 }
