@@ -417,8 +417,17 @@ export class DBusConnection {
   /** The unique name the bus gave us. */
   uniqueName = '';
 
-  private constructor(socket: Socket) {
+  /** The server's answer to AUTH (its first line), once it has come. */
+  readonly authenticated: Promise<string>;
+  #authLine: ((line: string) => void) | undefined;
+  #authFailed: ((error: Error) => void) | undefined;
+
+  private constructor(socket: Socket, authenticating: boolean) {
     this.#socket = socket;
+    this.authenticated = authenticating
+      ? new Promise<string>((resolve, reject) => { this.#authLine = resolve; this.#authFailed = reject; })
+      : Promise.resolve('OK');
+    this.authenticated.catch(() => undefined);
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('error', (error) => this.#close(error));
     socket.on('close', () => this.#close(new DBusError('org.freedesktop.DBus.Error.Disconnected', 'The D-Bus connection was closed')));
@@ -435,16 +444,19 @@ export class DBusConnection {
         socket.once('error', reject);
       });
       const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
-      socket.write(`\0AUTH EXTERNAL ${Buffer.from(String(uid), 'ascii').toString('hex')}\r\n`);
-      const line = await readLine(socket);
+      // One write for the whole handshake, as sd-bus does: AUTH, then BEGIN, then our Hello call. A bus that
+      // accepts EXTERNAL answers OK and reads on; one that refuses answers REJECTED and then drops the
+      // connection when BEGIN arrives, which is reported below as what it is.
+      const connection = new DBusConnection(socket, true);
+      const hello = connection.call({
+        destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'Hello', timeoutMs,
+      }, `\0AUTH EXTERNAL ${Buffer.from(String(uid), 'ascii').toString('hex')}\r\nBEGIN\r\n`);
+      hello.catch(() => undefined);
+      const line = await connection.authenticated;
       if (!line.startsWith('OK ')) {
         throw new DBusError('org.freedesktop.DBus.Error.AuthFailed', `The bus refused EXTERNAL authentication for uid ${uid}: ${line.slice(0, 200)}`);
       }
-      socket.write('BEGIN\r\n');
-      const connection = new DBusConnection(socket);
-      const [name] = await connection.call({
-        destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'Hello', timeoutMs,
-      });
+      const [name] = await hello;
       connection.uniqueName = String(name);
       return connection;
     } catch (error) {
@@ -460,7 +472,7 @@ export class DBusConnection {
   onClose(listener: () => void): void { this.#onClose.add(listener); }
 
   /** Calls a method and resolves with the reply's body; an error reply rejects with a DBusError. */
-  call(options: CallOptions): Promise<unknown[]> {
+  call(options: CallOptions, preamble?: string): Promise<unknown[]> {
     if (this.#closed) return Promise.reject(this.#closed);
     const serial = (this.#serial = (this.#serial % 0xffff_fffe) + 1);
     let bytes: Buffer;
@@ -479,7 +491,7 @@ export class DBusConnection {
       this.#pending.set(serial, { resolve, reject, timer });
       // Idle, the connection must not keep the process alive; with a call in flight it must.
       this.#socket.ref();
-      this.#socket.write(bytes);
+      this.#socket.write(preamble === undefined ? bytes : Buffer.concat([Buffer.from(preamble, 'latin1'), bytes]));
     }).then((reply) => {
       if (reply.type === MessageType.Error) {
         const text = typeof reply.body[0] === 'string' ? reply.body[0] : '';
@@ -510,6 +522,19 @@ export class DBusConnection {
 
   #receive(chunk: Buffer): void {
     this.#inbox = this.#inbox.length === 0 ? chunk : Buffer.concat([this.#inbox, chunk]);
+    if (this.#authLine) {
+      // Before the binary stream: the server's one text line answering AUTH.
+      const end = this.#inbox.indexOf('\r\n');
+      if (end < 0) {
+        if (this.#inbox.length > 4096) this.#socket.destroy(new DBusError('org.freedesktop.DBus.Error.AuthFailed', 'The bus sent an over-long authentication line'));
+        return;
+      }
+      const line = this.#inbox.toString('latin1', 0, end);
+      this.#inbox = this.#inbox.subarray(end + 2);
+      this.#authLine(line);
+      this.#authLine = undefined;
+      this.#authFailed = undefined;
+    }
     try {
       for (;;) {
         const length = messageLength(this.#inbox);
@@ -535,39 +560,10 @@ export class DBusConnection {
   #close(error: Error): void {
     if (this.#closed) return;
     this.#closed = error;
+    this.#authFailed?.(new DBusError('org.freedesktop.DBus.Error.AuthFailed', `The bus closed the connection during authentication: ${error.message}`, { cause: error }));
     for (const serial of [...this.#pending.keys()]) this.#settle(serial)?.reject(error);
     for (const listener of this.#onClose) listener();
   }
-}
-
-function readLine(socket: Socket): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString('latin1');
-      const end = text.indexOf('\r\n');
-      if (end >= 0) {
-        cleanup();
-        if (text.length > end + 2) socket.unshift(Buffer.from(text.slice(end + 2), 'latin1'));
-        resolve(text.slice(0, end));
-      } else if (text.length > 4096) {
-        cleanup();
-        reject(new DBusError('org.freedesktop.DBus.Error.AuthFailed', 'The bus sent an over-long authentication line'));
-      }
-    };
-    const onEnd = () => { cleanup(); reject(new DBusError('org.freedesktop.DBus.Error.AuthFailed', 'The bus closed the connection during authentication')); };
-    const onError = (error: Error) => { cleanup(); reject(error); };
-    const cleanup = () => {
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      socket.off('error', onError);
-    };
-    socket.on('data', onData);
-    socket.on('end', onEnd);
-    socket.on('close', onEnd);
-    socket.on('error', onError);
-  });
 }
 
 const sessionConnections = new Map<string, Promise<DBusConnection>>();

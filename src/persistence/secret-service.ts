@@ -114,6 +114,8 @@ export class SecretServiceClient {
    * unlocked (which may prompt); one that stays locked throws SecretServiceError('locked'), never null.
    */
   async lookup(attributes: Record<string, string>): Promise<StoredSecret | null> {
+    // The session is opened beside the search, not after it: a CLI's first read pays one round trip less.
+    this.#openSession().catch(() => undefined);
     const found = await this.search(attributes);
     let items = found.unlocked;
     if (items.length === 0 && found.locked.length > 0) items = await this.unlock(found.locked);
@@ -161,6 +163,7 @@ export class SecretServiceClient {
 
   /** Creates the item in the default collection, or replaces the secret of the one with the same attributes there. */
   async store(label: string, attributes: Record<string, string>, value: Buffer, contentType: string): Promise<string> {
+    this.#openSession().catch(() => undefined);
     const collection = await this.defaultCollection();
     const properties = new Map<string, Variant>([
       [`${itemInterface}.Label`, { signature: 's', value: label }],
