@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createPersistence, isKeychainCacheError } from '../src/index.js';
-import { DBusError, marshal, sessionBus, unmarshal, type Variant } from '../src/persistence/dbus.js';
+import { DBusError, marshal, sessionBus, sessionBusSockets, unmarshal, type Variant } from '../src/persistence/dbus.js';
 import { explainSecretServiceError, keytarItem, secretServiceItems } from '../src/persistence/libsecret.js';
 import { SecretServiceClient, SecretServiceError } from '../src/persistence/secret-service.js';
 import { startPrivateKeyring } from '../scripts/private-keyring.mjs';
@@ -236,3 +236,15 @@ async function secretServicePid(env: NodeJS.ProcessEnv): Promise<number> {
   });
   return Number(pid);
 }
+
+describe('session bus addresses', () => {
+  it('reads unix path, abstract and runtime addresses, escapes and lists; skips transports it cannot use', () => {
+    expect(sessionBusSockets({ DBUS_SESSION_BUS_ADDRESS: 'unix:path=/run/user/1000/bus' }).sockets).toEqual(['/run/user/1000/bus']);
+    expect(sessionBusSockets({ DBUS_SESSION_BUS_ADDRESS: 'unix:abstract=/tmp/dbus-Ab12,guid=0123' }).sockets).toEqual(['\0/tmp/dbus-Ab12']);
+    expect(sessionBusSockets({ DBUS_SESSION_BUS_ADDRESS: 'unix:runtime=yes', XDG_RUNTIME_DIR: '/run/user/7' }).sockets).toEqual(['/run/user/7/bus']);
+    expect(sessionBusSockets({ DBUS_SESSION_BUS_ADDRESS: 'tcp:host=localhost,port=1;unix:path=/tmp/a%20b' }).sockets).toEqual(['/tmp/a b']);
+    expect(sessionBusSockets({ DBUS_SESSION_BUS_ADDRESS: 'autolaunch:' }).sockets).toEqual([]);
+    // Unset: the per-user bus in XDG_RUNTIME_DIR if there is one, as GDBus and sd-bus do; else nothing.
+    expect(sessionBusSockets({ XDG_RUNTIME_DIR: '/nonexistent-runtime-dir' })).toEqual({ sockets: [], described: 'DBUS_SESSION_BUS_ADDRESS is not set' });
+  });
+});

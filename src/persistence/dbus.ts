@@ -380,6 +380,7 @@ export function sessionBusSockets(env: NodeJS.ProcessEnv): { sockets: string[]; 
     const abstract = keys.get('abstract');
     if (path) sockets.push(path);
     else if (abstract) sockets.push(`\0${abstract}`);
+    else if (keys.get('runtime') === 'yes' && env.XDG_RUNTIME_DIR) sockets.push(join(env.XDG_RUNTIME_DIR, 'bus'));
   }
   return { sockets, described: `DBUS_SESSION_BUS_ADDRESS=${address}` };
 }
