@@ -37,7 +37,8 @@ export interface SelfTestReport {
   arch: string;
   node: string;
   candidates: BackendAttempt[];
-  chosen: { kind: string; encrypted: boolean } | null;
+  /** `store`: what serves the store, when the backend can tell (the Secret Service's process and transport). */
+  chosen: { kind: string; encrypted: boolean; store?: string } | null;
   steps: SelfTestStep[];
   /** When ok is false: what failed and how to fix it. */
   error?: { code: string; message: string };
@@ -81,7 +82,8 @@ export async function runSelfTest(options: SelfTestOptions = {}): Promise<SelfTe
       return report;
     }
     persistence = selection.persistence;
-    report.chosen = { kind: persistence.kind, encrypted: persistence.encrypted };
+    const store = await persistence.describeStore?.();
+    report.chosen = { kind: persistence.kind, encrypted: persistence.encrypted, ...(store ? { store } : {}) };
     report.steps.push(await step('store round trip', () => storeRoundTrip(persistence!)));
     report.steps.push(await step('lock round trip', () => lockRoundTrip(persistence!.cachePath)));
     report.steps.push(await step('msal round trip', () => msalRoundTrip(persistence!)));
@@ -193,6 +195,7 @@ export function formatReport(report: SelfTestReport, color: boolean): string {
   }
   if (report.chosen) {
     lines.push(`chosen     ${report.chosen.kind}${report.chosen.encrypted ? ' (encrypted)' : paint(31, ' (NOT encrypted: tokens stored in plain text)')}`);
+    if (report.chosen.store) lines.push(`store      ${report.chosen.store}`);
   }
   for (const s of report.steps) {
     lines.push(`step       ${s.status === 'ok' ? ok : s.status === 'skipped' ? skip : bad} ${s.name.padEnd(15)}${ms(s.ms)}  ${s.detail}`);

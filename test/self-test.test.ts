@@ -41,6 +41,9 @@ describe.runIf(isLinux)('self-test on Linux, spawned as users run it', () => {
     expect(run.stdout).not.toContain('\u001b['); // no colour when not a TTY
     const json = report(await selfTest(['self-test', '--json'], process.env));
     expect(json).toMatchObject({ ok: true, platform: 'linux', chosen: { kind: 'libsecret', encrypted: true } });
+    // Which program answered, and that the secret crossed the bus encrypted.
+    const daemon = process.env.MKC_SECRET_SERVICE === 'keepassxc' ? 'keepassxc' : 'gnome-keyring-daemon';
+    expect(json.chosen!.store).toMatch(new RegExp(`^Secret Service ${daemon} \\(pid \\d+\\), dh-ietf1024-sha256-aes128-cbc-pkcs7 session$`));
     expect(json.steps.map((s) => [s.name, s.status])).toEqual([
       ['store round trip', 'ok'], ['lock round trip', 'ok'], ['msal round trip', 'ok']]);
   });

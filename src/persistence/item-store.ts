@@ -28,6 +28,8 @@ export interface ItemStoreOptions {
   explainError(error: unknown, what: string): KeychainCacheError;
   /** Opens the store (loads keytar, or nothing): called once, at creation. */
   openItems(): Promise<SecretItems>;
+  /** See Persistence.describeStore. */
+  describeStore?(): Promise<string | undefined>;
 }
 
 /**
@@ -110,5 +112,6 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
       return keep ? describeItem(serviceName, asideAccount) : 'nowhere (the item was empty, so it was deleted)';
     },
     verify: probeWritable,
+    ...(options.describeStore ? { describeStore: options.describeStore } : {}),
   };
 }

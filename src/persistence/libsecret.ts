@@ -56,12 +56,14 @@ export function secretServiceItems(client: SecretServiceClient): SecretItems {
  */
 export function createLibsecretPersistence(options: LibsecretPersistenceOptions): Promise<Persistence> {
   const { env, promptTimeoutMs, ...rest } = options;
+  const client = new SecretServiceClient({ env, promptTimeoutMs });
   return createItemStorePersistence({
     ...rest,
     kind: 'libsecret',
     describeItem: (service, account) => `Secret Service item (service "${service}", account "${account}")`,
     explainError: (error, what) => explainSecretServiceError(error, what, env),
-    openItems: async () => secretServiceItems(new SecretServiceClient({ env, promptTimeoutMs })),
+    openItems: async () => secretServiceItems(client),
+    describeStore: () => client.describe(),
   });
 }
 

@@ -6,6 +6,7 @@ import {
   createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyPairKeyObjectResult,
   randomBytes,
 } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { DBusError, type DBusConnection, sessionBus, type Variant } from './dbus.js';
 
 const bus = 'org.freedesktop.secrets';
@@ -101,6 +102,30 @@ export class SecretServiceClient {
       if (this.#session === session && this.#connection === connection) this.#session = undefined;
     });
     return session;
+  }
+
+  /**
+   * Which program answers as the Secret Service (its process name, from /proc where there is one) and the
+   * session algorithm, for the self-test. Best effort: undefined when it cannot tell.
+   */
+  async describe(): Promise<string | undefined> {
+    try {
+      const connection = await this.#bus();
+      const [pid] = await connection.call({
+        destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus',
+        member: 'GetConnectionUnixProcessID', signature: 's', body: [bus], timeoutMs: this.#options.callTimeoutMs,
+      });
+      await this.#openSession();
+      // The program's file name from its command line (comm is cut at 15 characters: "gnome-keyring-d").
+      const name = await readFile(`/proc/${Number(pid)}/cmdline`, 'utf8')
+        .then((text) => text.split('\0')[0]?.split('/').pop() || undefined, () => undefined);
+      const transport = this.algorithm === 'plain'
+        ? 'plain session: the service offers no encrypted transport, so secrets cross the local bus socket unencrypted (they are still encrypted at rest)'
+        : `${this.algorithm} session`;
+      return `Secret Service ${name ?? 'process'} (pid ${Number(pid)}), ${transport}`;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Unlocked and locked items whose attributes include all of `attributes`, across every collection. */

@@ -53,4 +53,9 @@ export interface Persistence {
   quarantine(): Promise<string>;
   /** Proves the backend works with a round trip on a throwaway entry; throws a typed error naming the fix. */
   verify(): Promise<void>;
+  /**
+   * For people (the self-test): what serves this store, when the backend can tell (e.g. which Secret Service
+   * process and which transport). No secrets. Never throws.
+   */
+  describeStore?(): Promise<string | undefined>;
 }
