@@ -14,9 +14,15 @@ export const errorCodes = [
 
 export type ErrorCode = (typeof errorCodes)[number];
 
+// Every bundle of this package (main, /self-test, /distributed; ESM and CommonJS; two installed copies) carries
+// its own copy of the class below. The brand, a symbol from the global registry, makes them one class to
+// `instanceof` and isKeychainCacheError: an error from any copy is an instance of every copy.
+const brand = Symbol.for('msal-keychain-cache/KeychainCacheError');
+
 /**
  * The one error class of this package. `message` says what failed, where, and how to fix it; it never
- * contains token text. The underlying error, if any, is kept as `cause`.
+ * contains token text. The underlying error, if any, is kept as `cause`. `instanceof KeychainCacheError` holds
+ * across the package's entry points and module formats.
  */
 export class KeychainCacheError extends Error {
   readonly code: ErrorCode;
@@ -25,6 +31,13 @@ export class KeychainCacheError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'KeychainCacheError';
     this.code = code;
+    Object.defineProperty(this, brand, { value: true });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // Subclasses (none in this package; perhaps an app's) keep the ordinary prototype check.
+    if (this !== KeychainCacheError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
   }
 }
 

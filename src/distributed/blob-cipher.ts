@@ -42,6 +42,10 @@ export function createBlobCipher(options: BlobCipherOptions): BlobCipher {
   const keys = new Map<string, Buffer>();
   for (const [id, value] of Object.entries(options.keys)) {
     if (id === '' || Buffer.byteLength(id) > 255) throw invalid(`Key id '${id}' must be 1 to 255 bytes of UTF-8.`);
+    if (typeof value !== 'string' && !(value instanceof Uint8Array)) {
+      throw invalid(`Key '${id}' is ${value === undefined ? 'undefined (is the environment variable or secret that holds it set?)' : `a ${typeof value}`}; ` +
+        'each key must be 32 bytes, as a Buffer/Uint8Array or a base64 string (e.g. crypto.randomBytes(32)).');
+    }
     const key = typeof value === 'string' ? Buffer.from(value, 'base64') : Buffer.from(value);
     if (key.length !== 32) {
       throw invalid(`Key '${id}' is ${key.length} bytes; AES-256 needs 32 (e.g. crypto.randomBytes(32), or its base64).`);
