@@ -1,4 +1,4 @@
-import { isAbsolute, posix as posixPath, resolve, win32 as win32Path } from 'node:path';
+import { posix as posixPath, resolve, win32 as win32Path } from 'node:path';
 import { KeychainCacheError } from './errors.js';
 import { type LockOptions, resolveLockTiming } from './file-lock.js';
 import type { LoggerOptions } from './logger.js';
@@ -7,7 +7,11 @@ import type { BackendKind, DataProtectionScope, SafeStorageLike } from './persis
 export const backendKinds: readonly BackendKind[] = ['dpapi-file', 'keychain', 'libsecret', 'safe-storage', 'plaintext-file'];
 
 export interface PersistenceOptions {
-  /** Where the cache (or, for keychain backends, its change marker) lives. Required. Relative paths resolve against the working directory. */
+  /**
+   * Where the cache (or, for keychain backends, its change marker) lives: an absolute file path. Required.
+   * `defaultCachePath('my-app')` gives the per-user path each OS expects. A relative path or a leading `~` is
+   * refused (INVALID_OPTION): Node expands neither, so each would give a different cache per working directory.
+   */
   cachePath: string;
   /** Keychain item's service attribute. Default `'msal-keychain-cache'`. Use msal-node-extensions' value to share its cache. */
   serviceName?: string;
@@ -93,7 +97,18 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
   if (typeof options !== 'object' || options === null) throw invalid('Options must be an object with at least cachePath.');
   checkKeys(options, allowedKeys, 'persistence');
   if (typeof options.cachePath !== 'string' || options.cachePath.trim() === '') {
-    throw invalid('cachePath is required: the file where the cache (or its change marker) is kept, e.g. ~/.myapp/msal-cache.json.');
+    throw invalid("cachePath is required: the file where the cache (or its change marker) is kept. Use defaultCachePath('my-app') " +
+      '(per-user, e.g. /home/me/.cache/my-app/msal-cache.json) or another absolute path.');
+  }
+  const platform = options.platform ?? process.platform;
+  const absolute = platform === 'win32' ? win32Path.isAbsolute(options.cachePath) : posixPath.isAbsolute(options.cachePath);
+  if (/^~($|[\\/])/.test(options.cachePath)) {
+    throw invalid(`cachePath '${options.cachePath}' starts with '~', which Node does not expand: it would create a folder named ` +
+      "'~' in the working directory. Use defaultCachePath('my-app'), or join(os.homedir(), ...) for a path of your own.");
+  }
+  if (!absolute) {
+    throw invalid(`cachePath '${options.cachePath}' is relative, so every working directory would get its own cache. Use ` +
+      `defaultCachePath('my-app') or an absolute path (e.g. ${platform === 'win32' ? 'path.resolve(...)' : `'${resolve(options.cachePath)}'`}).`);
   }
   if (options.backend !== undefined && !backendKinds.includes(options.backend)) {
     throw invalid(`backend must be one of ${backendKinds.join(', ')}; got '${String(options.backend)}'.`);
@@ -113,7 +128,7 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
     throw invalid('loggerOptions must be msal-node LoggerOptions ({ loggerCallback, logLevel, piiLoggingEnabled }).');
   }
   return {
-    cachePath: isAbsolute(options.cachePath) ? options.cachePath : resolve(options.cachePath),
+    cachePath: platform === 'win32' ? win32Path.normalize(options.cachePath) : posixPath.normalize(options.cachePath),
     serviceName: optionalString(options.serviceName, 'serviceName', 'msal-keychain-cache'),
     accountName: optionalString(options.accountName, 'accountName', 'MSALCache'),
     backend: options.backend,
@@ -125,7 +140,7 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
     allowPlaintextFallback: optionalBoolean(options.allowPlaintextFallback, 'allowPlaintextFallback', false),
     loggerOptions: options.loggerOptions,
     verify: optionalBoolean(options.verify, 'verify', true),
-    platform: options.platform ?? process.platform,
+    platform,
     env: options.env ?? process.env,
   };
 }
