@@ -128,12 +128,14 @@ const startDaemon = { 'gnome-keyring': startGnomeKeyring, keepassxc: startKeePas
 
 /**
  * Starts a private session bus, and (unless `withSecretService` is false) the provider's Secret Service on
- * it with its default collection unlocked.
+ * it with its default collection unlocked. The provider defaults to MKC_SECRET_SERVICE, else gnome-keyring:
+ * a test that starts its own keyring inside the `keepassxc` project (whose env says keepassxc) gets a KeePassXC.
  * @param {{ withSecretService?: boolean, password?: string, provider?: SecretServiceProvider }} [options]
  * @returns {Promise<PrivateKeyring>}
  */
 export async function startPrivateKeyring(options = {}) {
-  const { withSecretService = true, password = 'throwaway-test-password', provider = 'gnome-keyring' } = options;
+  const { withSecretService = true, password = 'throwaway-test-password',
+    provider = /** @type {SecretServiceProvider} */ (process.env.MKC_SECRET_SERVICE || 'gnome-keyring') } = options;
   if (!secretServiceProviders.includes(provider)) {
     throw new Error(`unknown Secret Service provider '${provider}': use one of ${secretServiceProviders.join(', ')}`);
   }
@@ -283,8 +285,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.stderr.write('usage: [MKC_SECRET_SERVICE=gnome-keyring|keepassxc] node scripts/private-keyring.mjs -- <command> [args...]\n');
     process.exit(2);
   }
-  const provider = /** @type {SecretServiceProvider} */ (process.env.MKC_SECRET_SERVICE || 'gnome-keyring');
-  const keyring = await startPrivateKeyring({ provider });
+  const keyring = await startPrivateKeyring();
   const [program = '', ...programArgs] = command;
   const child = spawn(program, programArgs, { stdio: 'inherit', env: { ...process.env, ...keyring.env } });
   /** @type {number} */

@@ -133,7 +133,7 @@ describe.runIf(isLinux)('a locked keyring is KEYRING_LOCKED, with or without the
   beforeAll(async () => { keyring = await startPrivateKeyring(); });
   afterAll(async () => { await keyring?.stop(); });
 
-  it('real gnome-keyring, its login collection locked over D-Bus: throws KEYRING_LOCKED, moves and writes nothing; unlocked again, every account is there', async () => {
+  it('a real Secret Service, its default collection locked over D-Bus: throws KEYRING_LOCKED, moves and writes nothing; unlocked again, every account is there', async () => {
     const env = { ...process.env, ...keyring.env };
     const { directory, cachePath, serviceName } = await location();
     const options = { cachePath, serviceName, allowPlaintextFallback: true };

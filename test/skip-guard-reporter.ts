@@ -1,6 +1,7 @@
 // Prints a plain "N passed, N failed, N skipped" closing line, and in CI on Linux fails the run when any
 // test was skipped: every test is meant to run there. The only expected skips are suites for another OS,
-// gated with runIf and named with a tag such as `[darwin only]` or `[win32 only]`.
+// gated with runIf and named with a tag such as `[darwin only]` or `[win32 only]`, and the cases a project
+// filters out by name (the `keepassxc` project reruns only the Secret Service cases; the rest ran elsewhere).
 import type { Reporter, TestModule } from 'vitest/node';
 
 export default class SkipGuardReporter implements Reporter {
@@ -8,7 +9,9 @@ export default class SkipGuardReporter implements Reporter {
     const counts = { passed: 0, failed: 0, skipped: 0 };
     const skipped: string[] = [];
     const otherPlatform: string[] = [];
+    let filtered = 0;
     for (const module of testModules) {
+      const namePattern = module.project.config.testNamePattern;
       for (const test of module.children.allTests()) {
         const state = test.result().state;
         if (state === 'passed') counts.passed++;
@@ -17,6 +20,7 @@ export default class SkipGuardReporter implements Reporter {
           counts.skipped++;
           const tag = /\[(\w+) only\]/.exec(test.fullName)?.[1];
           if (tag && tag !== process.platform) { otherPlatform.push(test.fullName); continue; }
+          if (namePattern && !new RegExp(namePattern).test(test.fullName)) { filtered++; continue; }
           skipped.push(`${module.moduleId.replace(process.cwd() + '/', '')} > ${test.fullName}`);
         }
       }
@@ -28,6 +32,7 @@ export default class SkipGuardReporter implements Reporter {
     }
     const gated = otherPlatform.length > 0 ? ` (${otherPlatform.length} of them for another OS: ` +
       `${[...new Set(otherPlatform.map((name) => /\[(\w+) only\]/.exec(name)![1]))].join(', ')} only)` : '';
-    process.stdout.write(`\n${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped${gated}\n`);
+    const byName = filtered > 0 ? ` (${filtered} of them filtered out by their project's name pattern)` : '';
+    process.stdout.write(`\n${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped${gated}${byName}\n`);
   }
 }
