@@ -126,6 +126,28 @@ describe.runIf(isLinux)('our Secret Service client and keytar write the same ite
   });
 });
 
+describe.runIf(isLinux)('one connection and one session per thread [linux only]', () => {
+  it('twenty persistences in one process, each reading and writing, leave one Secret Service session, not twenty', async () => {
+    const keyring = await startPrivateKeyring();
+    try {
+      const env = { ...process.env, ...keyring.env };
+      const directory = await tempDir();
+      for (let i = 0; i < 20; i++) {
+        const persistence = await createPersistence({ cachePath: join(directory, `c${i}.json`), backend: 'libsecret', env,
+          serviceName: 'sessions-svc', accountName: `a${i}` });
+        await persistence.save(`{"n":${i}}`);
+        expect(await persistence.load()).toBe(`{"n":${i}}`);
+      }
+      const bus = await sessionBus(env);
+      const [xml] = await bus.call({ destination: 'org.freedesktop.secrets', path: '/org/freedesktop/secrets/session',
+        interface: 'org.freedesktop.DBus.Introspectable', member: 'Introspect' }) as [string];
+      expect(xml.match(/<node name="/g) ?? []).toHaveLength(1);
+    } finally {
+      await keyring.stop();
+    }
+  });
+});
+
 describe.runIf(isLinux)('failures of the Secret Service are bounded and typed [linux only]', () => {
   it('a stalled Secret Service (SIGSTOP) fails the call with STORE_FAILED after the call timeout; resumed, it works again', async () => {
     const keyring = await startPrivateKeyring();

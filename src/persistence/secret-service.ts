@@ -29,7 +29,7 @@ export class SecretServiceError extends Error {
   }
 }
 
-interface Session { path: string; key?: Buffer }
+interface Session { path: string; key?: Buffer; algorithm: TransportAlgorithm }
 
 export interface SecretServiceOptions {
   env: NodeJS.ProcessEnv;
@@ -46,24 +46,23 @@ export interface StoredSecret { value: Buffer; contentType: string; item: string
 /** What the session algorithm in use is; the self-test reports it. */
 export type TransportAlgorithm = typeof dhAlgorithm | 'plain';
 
+/**
+ * Open sessions, one per connection (and mode), shared by every client of this thread: a process that creates
+ * many persistences (one per request, say) must not leave a session object per client in the service.
+ */
+const sessions = new WeakMap<DBusConnection, Map<'any' | 'plain', Promise<Session>>>();
+
 export class SecretServiceClient {
   readonly #options: SecretServiceOptions;
-  #connection: DBusConnection | undefined;
-  #session: Promise<Session> | undefined;
+  /** The algorithm of the session this client last used; the self-test reports it. */
   algorithm: TransportAlgorithm | undefined;
 
   constructor(options: SecretServiceOptions) {
     this.#options = options;
   }
 
-  async #bus(): Promise<DBusConnection> {
-    const connection = await sessionBus(this.#options.env, this.#options.callTimeoutMs);
-    if (connection !== this.#connection) {
-      // A new connection (first use, or the old one dropped): sessions belong to the connection that opened them.
-      this.#connection = connection;
-      this.#session = undefined;
-    }
-    return connection;
+  #bus(): Promise<DBusConnection> {
+    return sessionBus(this.#options.env, this.#options.callTimeoutMs);
   }
 
   async #call(path: string, iface: string, member: string, signature?: string, body?: unknown[]): Promise<unknown[]> {
@@ -76,32 +75,51 @@ export class SecretServiceClient {
 
   async #openSession(): Promise<Session> {
     const connection = await this.#bus();
-    this.#session ??= (async () => {
+    const mode = this.#options.plainOnly ? 'plain' : 'any';
+    let open = sessions.get(connection);
+    if (!open) sessions.set(connection, open = new Map());
+    let opening = open.get(mode);
+    if (!opening) {
+      const created = this.#createSession(connection, mode);
+      opening = created;
+      open.set(mode, created);
+      created.catch(() => { if (open.get(mode) === created) open.delete(mode); });
+    }
+    const session = await opening;
+    this.algorithm = session.algorithm;
+    return session;
+  }
+
+  async #createSession(connection: DBusConnection, mode: 'any' | 'plain'): Promise<Session> {
+    const openSession = async (algorithm: string, input: Variant) => connection.call({
+      destination: bus, path: servicePath, interface: serviceInterface, member: 'OpenSession', signature: 'sv',
+      body: [algorithm, input], timeoutMs: this.#options.callTimeoutMs,
+    });
+    if (mode === 'any') {
       const ours = generateKeyPair();
       try {
-        if (this.#options.plainOnly) throw new DBusError('org.freedesktop.DBus.Error.NotSupported', 'plain session requested');
-        const [output, path] = await this.#call(servicePath, serviceInterface, 'OpenSession', 'sv',
-          [dhAlgorithm, { signature: 'ay', value: ours.publicValue }]);
+        const [output, path] = await openSession(dhAlgorithm, { signature: 'ay', value: ours.publicValue });
         const theirs = (output as Variant).value;
         if (!Buffer.isBuffer(theirs) || theirs.length === 0) throw new Error('The Secret Service sent no public key');
         // HKDF-SHA256 with no salt and no info over the shared secret gives the AES-128 key.
         const key = Buffer.from(hkdfSync('sha256', ours.sharedSecret(theirs), Buffer.alloc(0), Buffer.alloc(0), 16));
-        this.algorithm = dhAlgorithm;
-        return { path: String(path), key };
+        return { path: String(path), key, algorithm: dhAlgorithm };
       } catch (error) {
         if (!(error instanceof DBusError) || error.dbusName !== 'org.freedesktop.DBus.Error.NotSupported') throw error;
-        // A service without the encrypted transport: the secret then crosses the local socket (only this user
-        // can reach it) in the clear, as libsecret and keytar do in this case. It is still encrypted at rest.
-        const [, path] = await this.#call(servicePath, serviceInterface, 'OpenSession', 'sv', ['plain', { signature: 's', value: '' }]);
-        this.algorithm = 'plain';
-        return { path: String(path) };
       }
-    })();
-    const session = this.#session;
-    session.catch(() => {
-      if (this.#session === session && this.#connection === connection) this.#session = undefined;
-    });
-    return session;
+    }
+    // A service without the encrypted transport: the secret then crosses the local socket (only this user can
+    // reach it) in the clear, as libsecret and keytar do in this case. It is still encrypted at rest.
+    const [, path] = await openSession('plain', { signature: 's', value: '' });
+    return { path: String(path), algorithm: 'plain' };
+  }
+
+  /** Forgets a session the service no longer knows, so the next call opens a new one. */
+  async #forgetSession(session: Session): Promise<void> {
+    const open = sessions.get(await this.#bus());
+    for (const [mode, opening] of open ?? []) {
+      if ((await opening.catch(() => undefined)) === session) open!.delete(mode);
+    }
   }
 
   /**
@@ -181,7 +199,7 @@ export class SecretServiceClient {
       return await work(session);
     } catch (error) {
       if (!(error instanceof DBusError) || !/NoSession|UnknownObject|NoSuchObject|InvalidArgs/.test(error.dbusName)) throw error;
-      if (this.#session && (await this.#session.catch(() => undefined)) === session) this.#session = undefined;
+      await this.#forgetSession(session);
       return work(await this.#openSession());
     }
   }
