@@ -128,7 +128,7 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
     throw invalid('loggerOptions must be msal-node LoggerOptions ({ loggerCallback, logLevel, piiLoggingEnabled }).');
   }
   return {
-    cachePath: platform === 'win32' ? win32Path.normalize(options.cachePath) : posixPath.normalize(options.cachePath),
+    cachePath: options.cachePath,
     serviceName: optionalString(options.serviceName, 'serviceName', 'msal-keychain-cache'),
     accountName: optionalString(options.accountName, 'accountName', 'MSALCache'),
     backend: options.backend,

@@ -15,6 +15,7 @@ const serviceInterface = 'org.freedesktop.Secret.Service';
 const itemInterface = 'org.freedesktop.Secret.Item';
 const promptInterface = 'org.freedesktop.Secret.Prompt';
 const noObject = '/';
+const defaultAliasPath = '/org/freedesktop/secrets/aliases/default';
 const dhAlgorithm = 'dh-ietf1024-sha256-aes128-cbc-pkcs7';
 
 /** A failure the caller maps to a typed error: what kind, and the D-Bus error behind it. */
@@ -207,22 +208,30 @@ export class SecretServiceClient {
   /** Creates the item in the default collection, or replaces the secret of the one with the same attributes there. */
   async store(label: string, attributes: Record<string, string>, value: Buffer, contentType: string): Promise<string> {
     this.#openSession().catch(() => undefined);
-    const collection = await this.defaultCollection();
     const properties = new Map<string, Variant>([
       [`${itemInterface}.Label`, { signature: 's', value: label }],
       [`${itemInterface}.Attributes`, { signature: 'a{ss}', value: attributes }],
     ]);
-    const [item, prompt] = await this.#withSession(async (session) => {
-      const create = () => this.#call(collection, 'org.freedesktop.Secret.Collection', 'CreateItem', 'a{sv}(oayays)b',
-        [properties, encryptedSecret(session, value, contentType), true]);
-      try {
-        return await create() as [string, string];
-      } catch (error) {
-        if (!isLockedError(error)) throw error;
+    const createIn = (collection: string) => this.#withSession(async (session) => await this.#call(collection,
+      'org.freedesktop.Secret.Collection', 'CreateItem', 'a{sv}(oayays)b',
+      [properties, encryptedSecret(session, value, contentType), true]) as [string, string]);
+    let reply: [string, string];
+    try {
+      // Straight to the alias's object path, as libsecret does for SECRET_COLLECTION_DEFAULT: one round trip.
+      reply = await createIn(defaultAliasPath);
+    } catch (error) {
+      if (isLockedError(error)) {
+        const collection = await this.defaultCollection();
         await this.unlock([collection]);
-        return await create() as [string, string];
+        reply = await createIn(collection);
+      } else if (isNoSuchObject(error)) {
+        // A service that serves no object at the alias path: resolve the alias (none → no default collection).
+        reply = await createIn(await this.defaultCollection());
+      } else {
+        throw error;
       }
-    });
+    }
+    const [item, prompt] = reply;
     if (item !== noObject) return item;
     if (prompt === noObject) throw new DBusError('org.freedesktop.DBus.Error.Failed', 'CreateItem returned neither an item nor a prompt');
     const result = await this.prompt(prompt, 'confirm storing the item');
