@@ -100,6 +100,9 @@ export class KeychainCachePlugin implements ICachePlugin {
   }
 
   async afterCacheAccess(context: TokenCacheContext): Promise<void> {
+    // A read (msal-node fixes cacheHasChanged when it creates the context) never holds anything. Checked first: a
+    // WeakMap lookup keyed by the fresh context object would give it an identity hash on every silent call.
+    if (!context.cacheHasChanged) return;
     const held = this.#held.get(context);
     if (!held) return; // a read, or a write whose beforeCacheAccess failed: nothing to save or release
     this.#held.delete(context);
