@@ -27,13 +27,19 @@ const common = {
   legalComments: 'none',
   logLevel: 'warning',
 };
-await build({ ...common, entryPoints: ['src/index.ts'], format: 'esm', outfile: `${out}/esm/index.js`, allowOverwrite: true });
-await build({ ...common, entryPoints: ['src/index.ts'], format: 'cjs', outfile: `${out}/cjs/index.js`, allowOverwrite: true });
-await build({ ...common, entryPoints: ['src/self-test.ts'], format: 'esm', outfile: `${out}/esm/self-test.js`, allowOverwrite: true });
-await build({ ...common, entryPoints: ['src/self-test.ts'], format: 'cjs', outfile: `${out}/cjs/self-test.js`, allowOverwrite: true });
-await build({ ...common, entryPoints: ['src/distributed/index.ts'], format: 'esm', outfile: `${out}/esm/distributed/index.js`, allowOverwrite: true });
-await build({ ...common, entryPoints: ['src/distributed/index.ts'], format: 'cjs', outfile: `${out}/cjs/distributed/index.js`, allowOverwrite: true });
-await build({ ...common, entryPoints: ['src/bin.ts'], format: 'esm', outfile: `${out}/esm/bin.js`, allowOverwrite: true });
+// Backend modules are imported dynamically (create-persistence.ts), so that an import pays for none of them. ESM:
+// code splitting puts each in a chunk of its own (chunks/), loaded when the backend is chosen; one build per entry
+// point, so entries stay separate copies as before. CJS has no splitting: esbuild wraps such a module in a lazy
+// initializer, and its require() calls (node:crypto, node:net) run only when it is first imported.
+const esm = (entry, outdir) => build({ ...common, entryPoints: [entry], format: 'esm', splitting: true, outdir, chunkNames: 'chunks/[name]-[hash]', allowOverwrite: true });
+const cjs = (entry, outfile) => build({ ...common, entryPoints: [entry], format: 'cjs', outfile, allowOverwrite: true });
+await esm('src/index.ts', `${out}/esm`);
+await cjs('src/index.ts', `${out}/cjs/index.js`);
+await esm('src/self-test.ts', `${out}/esm`);
+await cjs('src/self-test.ts', `${out}/cjs/self-test.js`);
+await esm('src/distributed/index.ts', `${out}/esm/distributed`);
+await cjs('src/distributed/index.ts', `${out}/cjs/distributed/index.js`);
+await esm('src/bin.ts', `${out}/esm`);
 chmodSync(`${out}/esm/bin.js`, 0o755);
 const old = `dist.old-${process.pid}`;
 if (existsSync('dist')) renameSync('dist', old);

@@ -1,12 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { KeychainCacheError } from './errors.js';
+import { readBytesIfExists } from './files.js';
 import { createLogger, type Logger } from './logger.js';
 import { type PersistenceOptions, type ResolvedPersistenceOptions, resolvePersistenceOptions } from './options.js';
-import { createDpapiPersistence } from './persistence/dpapi-file.js';
-import { createKeychainPersistence } from './persistence/keychain.js';
-import { createLibsecretPersistence } from './persistence/libsecret.js';
-import { createPlaintextFilePersistence } from './persistence/plaintext-file.js';
-import { createSafeStoragePersistence } from './persistence/safe-storage.js';
 import type { BackendKind, Persistence } from './persistence/types.js';
 
 /** What happened to one candidate backend during selection (the self-test prints these). */
@@ -59,36 +55,100 @@ export function plaintextFallbackPath(cachePath: string): string {
 
 async function openBackend(kind: BackendKind, options: ResolvedPersistenceOptions, cachePath = options.cachePath): Promise<Persistence> {
   const { serviceName, accountName, platform, env } = options;
+  // Each backend's module is imported when it is chosen, not when the package is: a CLI pays only for the one it
+  // uses (the Secret Service client brings node:crypto and node:net, ~4 ms of import on its own).
   switch (kind) {
-    case 'dpapi-file':
+    case 'dpapi-file': {
+      const { createDpapiPersistence } = await import('./persistence/dpapi-file.js');
       return createDpapiPersistence({
         cachePath, platform, scope: options.dataProtectionScope,
         ...(options.dataProtectionEntropy ? { entropy: options.dataProtectionEntropy } : {}),
       });
-    case 'keychain':
+    }
+    case 'keychain': {
       if (platform !== 'darwin') {
         throw new KeychainCacheError('BACKEND_UNAVAILABLE',
           `The keychain backend is the macOS Keychain, which does not exist on ${platform}. Leave backend unset to get this platform's store.`);
       }
+      const { createKeychainPersistence } = await import('./persistence/keychain.js');
       return createKeychainPersistence({ cachePath, serviceName, accountName, platform });
-    case 'libsecret':
+    }
+    case 'libsecret': {
+      const { createLibsecretPersistence } = await import('./persistence/libsecret.js');
       return createLibsecretPersistence({ cachePath, serviceName, accountName, platform, env, promptTimeoutMs: options.promptTimeoutMs });
-    case 'safe-storage':
+    }
+    case 'safe-storage': {
       if (!options.safeStorage) throw new KeychainCacheError('INVALID_OPTION', "backend 'safe-storage' needs the safeStorage option.");
+      const { createSafeStoragePersistence } = await import('./persistence/safe-storage.js');
       return createSafeStoragePersistence({
         cachePath, platform, safeStorage: options.safeStorage, waitMs: options.safeStorageWaitMs,
         allowPlaintext: options.allowPlaintextFallback,
       });
-    case 'plaintext-file':
+    }
+    case 'plaintext-file': {
+      const { createPlaintextFilePersistence } = await import('./persistence/plaintext-file.js');
       return createPlaintextFilePersistence({ cachePath, platform });
+    }
   }
+}
+
+/**
+ * Proves the store works with the work the start needs anyway (issue 13). A stored cache that loads is the proof:
+ * the first read of the plugin gets that text instead of asking the store again, so a CLI that only reads pays one
+ * lookup. When nothing is stored, the throwaway round trip runs as before. A load that fails decides nothing by
+ * itself: the round trip does, as before issue 13, so selection, fallback and remediation come out exactly as they
+ * did. A store that works but holds what cannot be read (DECRYPT_FAILED, CACHE_CORRUPT: the plugin moves it aside;
+ * a safeStorage session without the key the cache was sealed with: the first read throws) is created, and a store
+ * that refuses the round trip is not (a BACKEND_UNAVAILABLE there is what falls back to plaintext). A store that
+ * reads but cannot be written fails the first write, typed, with the stored cache intact.
+ */
+async function verifyByLoad(persistence: Persistence): Promise<Persistence> {
+  // Taken before the load: if it is still the same at the first read, nothing was written since the text was read.
+  const token = await persistence.changeToken();
+  let text: string | null;
+  try {
+    text = await persistence.load();
+  } catch {
+    await persistence.verify();
+    return persistence;
+  }
+  if (text === null || await decryptionWasIdentity(persistence, text)) {
+    await persistence.verify();
+    return persistence;
+  }
+  return withPrimedLoad(persistence, token, text);
+}
+
+/**
+ * An encrypted backend that keeps its bytes at cachePath (DPAPI, safeStorage) and loaded them back unchanged proved
+ * nothing about its encryption (a facility that passes text through): the round trip checks that, so it runs.
+ */
+async function decryptionWasIdentity(persistence: Persistence, text: string): Promise<boolean> {
+  if (!persistence.encrypted || persistence.location !== persistence.cachePath || text === '') return false;
+  const raw = await readBytesIfExists(persistence.cachePath).catch(() => null);
+  return raw !== null && raw.includes(text);
+}
+
+/**
+ * The persistence, whose next load returns `text` once without asking the store, provided the change token is still
+ * `token` (taken before `text` was loaded); otherwise, and for every later load, it loads from the store.
+ */
+function withPrimedLoad(persistence: Persistence, token: string, text: string): Persistence {
+  let primed: { token: string; text: string } | undefined = { token, text };
+  const load = async (): Promise<string | null> => {
+    const taken = primed;
+    primed = undefined;
+    if (taken !== undefined && await persistence.changeToken() === taken.token) return taken.text;
+    return persistence.load();
+  };
+  return { ...persistence, load };
 }
 
 async function attempt(kind: BackendKind, options: ResolvedPersistenceOptions, cachePath = options.cachePath): Promise<{ persistence?: Persistence; attempt: BackendAttempt; error?: KeychainCacheError }> {
   const started = performance.now();
   try {
-    const persistence = await openBackend(kind, options, cachePath);
-    if (options.verify) await persistence.verify();
+    const opened = await openBackend(kind, options, cachePath);
+    const persistence = options.verify ? await verifyByLoad(opened) : opened;
     return { persistence, attempt: { kind, usable: true, ms: performance.now() - started } };
   } catch (caught) {
     // Something we did not classify is not proof that the store is absent: STORE_FAILED, which never falls back.
