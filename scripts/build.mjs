@@ -27,8 +27,8 @@ const common = {
   legalComments: 'none',
   logLevel: 'warning',
 };
-// Backend modules are imported dynamically (create-persistence.ts), so that an import pays for none of them. ESM:
-// code splitting puts each in a chunk of its own (chunks/), loaded when the backend is chosen; one build per entry
+// The libsecret backend is imported dynamically (create-persistence.ts), so that an import does not pay for its
+// node:crypto and node:net. ESM: code splitting puts it in a chunk of its own (chunks/), loaded when the backend is chosen; one build per entry
 // point, so entries stay separate copies as before. CJS has no splitting: esbuild wraps such a module in a lazy
 // initializer, and its require() calls (node:crypto, node:net) run only when it is first imported.
 const esm = (entry, outdir) => build({ ...common, entryPoints: [entry], format: 'esm', splitting: true, outdir, chunkNames: 'chunks/[name]-[hash]', allowOverwrite: true });
