@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { PublicClientApplication } from '@azure/msal-node';
-import { cleanStore, impls, byId, location, makePlugin, seedStore } from './bench-impls.mjs';
+import { cleanStore, coldImpls, impls, byId, location, makePlugin, seedStore } from './bench-impls.mjs';
 import { startPrivateKeyring } from './private-keyring.mjs';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -244,20 +244,31 @@ async function staleLock(id) {
   return { ms, ...result, nextSignIn: after };
 }
 
-async function coldStart(id, seed) {
-  const where = location(work, `cold-${id}`);
-  const plugin = await makePlugin(id, where);
-  await seedStore(id, where, seed, plugin);
-  const runs = [];
-  for (let i = 0; i < settings.coldRuns; i++) {
-    const started = performance.now();
-    const worker = startWorker({ mode: 'cold', impl: id, where });
-    const result = JSON.parse(await worker.waitFor('RESULT '));
-    await worker.done;
-    runs.push({ ...result, wallMs: performance.now() - started });
+/**
+ * A CLI's start: spawn a process that imports msal-node and the plugin's package, creates the plugin, reads the
+ * accounts and gets one token silently from a stored 1-account cache. Every implementation runs once per round, in
+ * turn, so the machine's noise falls on all alike; medians of each phase and of spawn -> first silent token.
+ */
+async function coldStarts(seed) {
+  const subjects = [];
+  for (const impl of coldImpls) {
+    const where = location(work, `cold-${impl.id}`);
+    await seedStore(impl.id, where, seed);
+    subjects.push({ impl, where, runs: [] });
   }
-  await cleanStore(id, where);
-  return { msToToken: median(runs.map((r) => r.msToToken)), wallMs: median(runs.map((r) => r.wallMs)), importMs: median(runs.map((r) => r.importMs)) };
+  for (let round = 0; round < settings.coldRuns; round++) {
+    for (const subject of subjects) {
+      const spawnedAt = performance.timeOrigin + performance.now();
+      const worker = startWorker({ mode: 'cold', impl: subject.impl.id, where: subject.where });
+      const result = JSON.parse(await worker.waitFor('RESULT '));
+      await worker.done;
+      subject.runs.push({ ...result, spawnToTokenMs: result.tokenAt - spawnedAt, wallMs: performance.timeOrigin + performance.now() - spawnedAt });
+    }
+  }
+  for (const subject of subjects) await cleanStore(subject.impl.id, subject.where);
+  const keys = ['spawnToTokenMs', 'msToToken', 'importMs', 'createMs', 'firstReadMs', 'firstSilentMs', 'wallMs'];
+  return subjects.map((subject) => ({ impl: subject.impl.id, runs: subject.runs.length,
+    ...Object.fromEntries(keys.map((key) => [key, median(subject.runs.map((run) => run[key]))])) }));
 }
 
 async function importTime(specifier) {
@@ -449,10 +460,11 @@ try {
       log(`stale lock ${impl.label.padEnd(42)} ${results[i].outcome} after ${(results[i].ms / 1000).toFixed(2)} s; next sign-in ${results[i].nextSignIn}`);
     });
   }
-  for (const impl of runs('cold') ? persistent : []) {
-    const result = await coldStart(impl.id, seeds[1]);
-    report.coldStart.push({ impl: impl.id, ...result });
-    log(`cold start ${impl.label.padEnd(42)} ${result.msToToken.toFixed(0)} ms to first token`);
+  if (runs('cold')) {
+    report.coldStart = await coldStarts(seeds[1]);
+    for (const result of report.coldStart) {
+      log(`cold start ${byId[result.impl].label.padEnd(50)} ${result.spawnToTokenMs.toFixed(1)} ms spawn to first token`);
+    }
   }
   if (runs('import')) {
     report.importTime = {
@@ -486,7 +498,7 @@ for (const count of runs('hot') ? settings.accountCounts : []) {
   const floor = find(report.hotRead, 'floor', { accounts: count }).p50;
   for (const id of ['ours-file', 'ours-libsecret']) {
     const value = ratio(find(report.hotRead, id, { accounts: count }).p50, floor);
-    report.targets.push({ target: `hot read p50 <= 1.1x plugin floor (${byId[id].label}, ${count} accounts)`, value: +value.toFixed(3), met: value <= 1.1 });
+    report.targets.push({ target: `hot read p50 <= 1.05x plugin floor (${byId[id].label}, ${count} accounts)`, value: +value.toFixed(3), met: value <= 1.05 });
   }
 }
 for (const mode of runs('contention') ? ['sustained', 'burst'] : []) {
@@ -502,6 +514,13 @@ for (const mode of runs('contention') ? ['sustained', 'burst'] : []) {
 for (const id of runs('stale') ? ['ours-file', 'ours-libsecret'] : []) {
   const stale = find(report.staleLock, id);
   report.targets.push({ target: `stale lock: next sign-in within 1 s (${byId[id].label})`, value: +(stale.ms / 1000).toFixed(3), met: stale.outcome === 'ok' && stale.ms < 1000 });
+}
+if (runs('cold')) {
+  const floor = find(report.coldStart, 'floor-file').spawnToTokenMs;
+  for (const [id, limit] of [['ours-file', 5], ['ours-libsecret', 10]]) {
+    const value = find(report.coldStart, id).spawnToTokenMs - floor;
+    report.targets.push({ target: `cold start: spawn to first silent token <= cold floor + ${limit} ms (${byId[id].label})`, value: `+${value.toFixed(1)} ms`, met: value <= limit });
+  }
 }
 if (runs('import')) report.targets.push({ target: 'import < 5 ms, no native module', value: +report.importTime.ours.importMs.toFixed(2), met: report.importTime.ours.importMs < 5 && report.importTime.ours.nativeLoaded.length === 0 });
 if (report.footprint?.ours) {
@@ -560,8 +579,15 @@ function formatTables(r) {
   }
   if (r.staleLock.length) table('Stale lock: a lock holder is SIGKILLed inside a write; the next sign-in', ['implementation', 'outcome', 'seconds', 'the sign-in after that'],
     r.staleLock.map((x) => [label(x.impl), x.outcome, (x.ms / 1000).toFixed(3), x.nextSignIn]));
-  if (r.coldStart.length) table('Cold start: process start to first silent token (median)', ['implementation', 'ms in process', 'wall ms (spawn to exit)', 'imports ms'],
-    r.coldStart.map((x) => [label(x.impl), x.msToToken.toFixed(0), x.wallMs.toFixed(0), x.importMs.toFixed(0)]));
+  if (r.coldStart.length) {
+    const floor = find(r.coldStart, 'floor-file');
+    const delta = (x, key) => (x.impl === 'floor-file' ? '' : `${x[key] - floor[key] >= 0 ? '+' : ''}${(x[key] - floor[key]).toFixed(1)}`);
+    table(`Cold start: spawn to first silent token from a stored 1-account cache (median of ${r.coldStart[0].runs}, ms; delta vs the cold floor)`,
+      ['implementation', 'spawn to first silent', 'vs floor', 'import (msal-node + package)', 'create', 'first read', 'first silent', 'vs floor (import + create + first read + first silent)'],
+      r.coldStart.map((x) => [label(x.impl), x.spawnToTokenMs.toFixed(1), delta(x, 'spawnToTokenMs'), x.importMs.toFixed(1), x.createMs.toFixed(1),
+        x.firstReadMs.toFixed(1), x.firstSilentMs.toFixed(1),
+        x.impl === 'floor-file' ? '' : ['importMs', 'createMs', 'firstReadMs', 'firstSilentMs'].map((key) => delta(x, key)).join(' / ')]));
+  }
   if (r.importTime.ours) table('Import of the package alone, in a fresh process (median)', ['package', 'ms', 'native modules loaded'],
     [['msal-keychain-cache', r.importTime.ours.importMs.toFixed(2), r.importTime.ours.nativeLoaded.join(', ') || 'none'],
       ['@azure/msal-node-extensions', r.importTime.theirs.importMs.toFixed(2), r.importTime.theirs.nativeLoaded.join(', ') || 'none'],
