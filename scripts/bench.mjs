@@ -34,9 +34,9 @@ const quick = argv.includes('--quick');
 const asJson = argv.includes('--json');
 const settings = quick
   ? { accountCounts: [1, 100, 1000], hotIterations: { 1: 300, 100: 150, 1000: 25 }, writeIterations: { 1: 8, 100: 8, 1000: 3 },
-    processes: [2, 4, 8], usersPerProcess: 6, burstUsersPerProcess: 3, staleCapMs: 5_000, coldRuns: 3, importRuns: 5, webUsers: 50, webRequests: 150 }
+    processes: [2, 4, 8], usersPerProcess: 6, burstUsersPerProcess: 3, staleCapMs: 5_000, coldRuns: 9, importRuns: 5, webUsers: 50, webRequests: 150 }
   : { accountCounts: [1, 100, 1000], hotIterations: { 1: 2000, 100: 800, 1000: 100 }, writeIterations: { 1: 30, 100: 30, 1000: 8 },
-    processes: [2, 4, 8], usersPerProcess: 20, burstUsersPerProcess: 3, staleCapMs: 70_000, coldRuns: 5, importRuns: 10, webUsers: 100, webRequests: 600 };
+    processes: [2, 4, 8], usersPerProcess: 20, burstUsersPerProcess: 3, staleCapMs: 70_000, coldRuns: 15, importRuns: 10, webUsers: 100, webRequests: 600 };
 const scopes = ['User.Read'];
 const log = (line) => { if (!asJson) process.stderr.write(`${line}\n`); };
 
