@@ -149,9 +149,50 @@ export class SecretServiceClient {
 
   /** Unlocked and locked items whose attributes include all of `attributes`, across every collection. */
   async search(attributes: Record<string, string>): Promise<{ unlocked: string[]; locked: string[] }> {
+    // KeePassXC (2.7.4, UnlockBeforeSearch on by default) answers a Service.SearchItems only once a human has
+    // unlocked its database: headless, never. So a locked default collection is unlocked first, with the
+    // bounded prompt, and stays KEYRING_LOCKED if it cannot be; gnome-keyring would have answered anyway.
+    await this.#unlockDefaultCollection();
     const [unlocked, locked] = await this.#call(servicePath, serviceInterface, 'SearchItems', 'a{ss}', [attributes]);
-    return { unlocked: unlocked as string[], locked: locked as string[] };
+    const found = { unlocked: unlocked as string[], locked: locked as string[] };
+    this.#remember(attributes, found.unlocked[0]);
+    return found;
   }
+
+  /** The item a search or read last found for these attributes: a write goes straight to it (Item.SetSecret). */
+  #items = new Map<string, string>();
+
+  #remember(attributes: Record<string, string>, item: string | undefined): void {
+    const key = JSON.stringify(Object.entries(attributes).sort());
+    if (item) this.#items.set(key, item);
+    else this.#items.delete(key);
+  }
+
+  #remembered(attributes: Record<string, string>): string | undefined {
+    return this.#items.get(JSON.stringify(Object.entries(attributes).sort()));
+  }
+
+  /** Unlocks the default collection if it is locked (KEYRING_LOCKED when it stays so); nothing if there is none. */
+  async #unlockDefaultCollection(): Promise<void> {
+    const locked = async (path: string) => ((await this.#call(path, 'org.freedesktop.DBus.Properties', 'Get', 'ss',
+      ['org.freedesktop.Secret.Collection', 'Locked']))[0] as Variant).value === true;
+    let collection = this.#collection ?? defaultAliasPath;
+    let isLocked: boolean;
+    try {
+      isLocked = await locked(collection);
+    } catch (error) {
+      if (!isNoSuchObject(error)) throw error;
+      // No object at the alias path: resolve the alias. No default collection at all: nothing to unlock here
+      // (a search still finds items elsewhere; a write will say there is no default keyring).
+      const [path] = await this.#call(servicePath, serviceInterface, 'ReadAlias', 's', ['default']);
+      if (path === noObject) return;
+      collection = this.#collection = String(path);
+      isLocked = await locked(collection);
+    }
+    if (isLocked) await this.unlock([collection]);
+  }
+
+  #collection: string | undefined;
 
   /**
    * The secret of the first item matching `attributes`, or null when no item matches. A match that is locked is
@@ -205,9 +246,39 @@ export class SecretServiceClient {
     }
   }
 
-  /** Creates the item in the default collection, or replaces the secret of the one with the same attributes there. */
+  /**
+   * Replaces the secret of the item with these attributes (Item.SetSecret: label and attributes stay as its writer
+   * made them), or creates one in the default collection. Not CreateItem(replace): KeePassXC 2.7.4 answers that,
+   * from any client but the item's creator (every new process of an app is a new client), with an access dialog
+   * even when access confirmation is off (its issue #9255): headless, a write that never ends.
+   */
   async store(label: string, attributes: Record<string, string>, value: Buffer, contentType: string): Promise<string> {
     this.#openSession().catch(() => undefined);
+    const setSecret = (item: string) => this.#withSession(async (session) => {
+      const set = () => this.#call(item, itemInterface, 'SetSecret', '(oayays)', [encryptedSecret(session, value, contentType)]);
+      try {
+        await set();
+      } catch (error) {
+        if (!isLockedError(error)) throw error;
+        await this.unlock([item]);
+        await set();
+      }
+      return item;
+    });
+    const known = this.#remembered(attributes);
+    if (known) {
+      try {
+        return await setSecret(known);
+      } catch (error) {
+        // Deleted (or its collection locked away, on KeePassXC) since we saw it: find it again.
+        if (!isNoSuchObject(error)) throw error;
+        this.#remember(attributes, undefined);
+      }
+    }
+    const found = await this.search(attributes);
+    const existing = found.unlocked[0] ?? (found.locked.length > 0 ? (await this.unlock(found.locked))[0] : undefined);
+    if (existing) return setSecret(existing);
+
     const properties = new Map<string, Variant>([
       [`${itemInterface}.Label`, { signature: 's', value: label }],
       [`${itemInterface}.Attributes`, { signature: 'a{ss}', value: attributes }],
@@ -217,8 +288,8 @@ export class SecretServiceClient {
       [properties, encryptedSecret(session, value, contentType), true]) as [string, string]);
     let reply: [string, string];
     try {
-      // Straight to the alias's object path, as libsecret does for SECRET_COLLECTION_DEFAULT: one round trip.
-      reply = await createIn(defaultAliasPath);
+      // The alias's object path, as libsecret does for SECRET_COLLECTION_DEFAULT.
+      reply = await createIn(this.#collection ?? defaultAliasPath);
     } catch (error) {
       if (isLockedError(error)) {
         const collection = await this.defaultCollection();
@@ -232,10 +303,13 @@ export class SecretServiceClient {
       }
     }
     const [item, prompt] = reply;
-    if (item !== noObject) return item;
-    if (prompt === noObject) throw new DBusError('org.freedesktop.DBus.Error.Failed', 'CreateItem returned neither an item nor a prompt');
-    const result = await this.prompt(prompt, 'confirm storing the item');
-    return String(result.value);
+    let created = item;
+    if (created === noObject) {
+      if (prompt === noObject) throw new DBusError('org.freedesktop.DBus.Error.Failed', 'CreateItem returned neither an item nor a prompt');
+      created = String((await this.prompt(prompt, 'confirm storing the item')).value);
+    }
+    this.#remember(attributes, created);
+    return created;
   }
 
   /** Deletes every item matching `attributes`; false when there was none. Locked matches are unlocked first. */
@@ -255,6 +329,7 @@ export class SecretServiceClient {
       if (prompt !== noObject) await this.prompt(prompt, 'confirm deleting the item');
       deleted = true;
     }
+    this.#remember(attributes, undefined);
     return deleted;
   }
 
