@@ -27,8 +27,12 @@ async function namesSeenDuring(directory: string, run: () => Promise<unknown>): 
   return [...names];
 }
 
-/** The Secret Service method calls on the private bus while `run` ran, by member name (dbus-monitor). */
-async function secretServiceCallsDuring(run: () => Promise<unknown>): Promise<Map<string, number>> {
+/**
+ * The Secret Service method calls this test made while `run` ran, by member name (dbus-monitor). Other test files
+ * share the private Secret Service, so only calls from the connections that named `serviceName` in some call (a
+ * search or a created item's attributes) are counted.
+ */
+async function secretServiceCallsDuring(serviceName: string, run: () => Promise<unknown>): Promise<Map<string, number>> {
   const monitor = spawn('dbus-monitor', ['--session', "type='method_call',destination='org.freedesktop.secrets'"],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -45,8 +49,11 @@ async function secretServiceCallsDuring(run: () => Promise<unknown>): Promise<Ma
   } finally {
     monitor.kill();
   }
+  const messages = output.split(/^(?=method call |signal |method return |error )/m)
+    .map((text) => ({ text, sender: /sender=(\S+)/.exec(text)?.[1], member: /^method call .* member=(\w+)/.exec(text)?.[1] }));
+  const ours = new Set(messages.filter((m) => m.text.includes(serviceName)).map((m) => m.sender));
   const calls = new Map<string, number>();
-  for (const match of output.matchAll(/^method call .* member=(\w+)/gm)) calls.set(match[1]!, (calls.get(match[1]!) ?? 0) + 1);
+  for (const { sender, member } of messages) if (member && ours.has(sender)) calls.set(member, (calls.get(member) ?? 0) + 1);
   return calls;
 }
 
@@ -164,7 +171,7 @@ describe.runIf(isLinux)('verify by load: libsecret (Secret Service)', () => {
     const { client } = await newClient(options, endpoint);
     await signIn(client, 'stored');
     let reader: Awaited<ReturnType<typeof newClient>>['client'] | undefined;
-    const calls = await secretServiceCallsDuring(async () => {
+    const calls = await secretServiceCallsDuring(options.serviceName!, async () => {
       reader = (await newClient(options, endpoint)).client;
       const [account] = await reader.getTokenCache().getAllAccounts();
       endpoint.refuse = true;
@@ -180,7 +187,7 @@ describe.runIf(isLinux)('verify by load: libsecret (Secret Service)', () => {
 
   it('an empty store still gets the throwaway round trip (one item created and deleted)', async () => {
     const options = await storeOptions('libsecret');
-    const calls = await secretServiceCallsDuring(() => createPersistence(options));
+    const calls = await secretServiceCallsDuring(options.serviceName!, () => createPersistence(options));
     expect(calls.get('CreateItem')).toBe(1);
     expect(calls.get('Delete')).toBe(1);
   });
@@ -206,7 +213,7 @@ describe.runIf(isLinux)('verify by load: libsecret (Secret Service)', () => {
     const { client: reader } = await newClient(options, endpoint);
     const child = await runFixture('worker', { task: 'sign-in', options: forChild(options), users: ['in-between'] });
     expect(child.code).toBe(0);
-    const calls = await secretServiceCallsDuring(async () => {
+    const calls = await secretServiceCallsDuring(options.serviceName!, async () => {
       const accounts = await reader.getTokenCache().getAllAccounts();
       expect(findAccount(accounts, endpoint, 'first')).toBeDefined();
       expect(findAccount(accounts, endpoint, 'in-between')).toBeDefined();
