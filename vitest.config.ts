@@ -21,6 +21,7 @@ const heavy = [
 // Left out: fault-injection (strace on our file and lock syscalls; the D-Bus side is the same client) and
 // change-token's ext4 loop mount (marker-file timestamps, not the Secret Service).
 const secretServiceSuites = [
+  'test/secret-service.test.ts',
   'test/contract.test.ts',
   'test/cross-process.test.ts',
   'test/crash.test.ts',

@@ -75,8 +75,17 @@ async function startKeePassXC({ root, home, env, password }) {
   };
   if (!(await stat(database).catch(() => null))) await createExposedDatabase(database, config, password, childEnv);
   const daemon = spawn('keepassxc', ['--config', config, '--localconfig', join(home, '.cache', 'keepassxc', 'keepassxc.ini'),
-    '--pw-stdin', database], { env: childEnv, stdio: ['pipe', 'ignore', 'ignore'] });
+    '--pw-stdin', database], { env: childEnv, stdio: ['pipe', 'ignore', 'pipe'] });
   daemon.stdin?.end(`${password}\n`);
+  // Its last words, for a death nobody asked for (a test run then says why, instead of only "ServiceUnknown").
+  let tail = '';
+  daemon.stderr?.on('data', (chunk) => { tail = (tail + chunk).slice(-4000); });
+  daemon.on('exit', (code, signal) => {
+    if (!(/** @type {any} */ (daemon)).stoppedOnPurpose) {
+      process.stderr.write(`[private-keyring] KeePassXC (pid ${daemon.pid}) exited unexpectedly: code ${code}, signal ${signal}. ` +
+        `Its last output:\n${tail.split('\n').filter((line) => !/Maximum depth of replacement/.test(line)).slice(-20).join('\n')}\n`);
+    }
+  });
   return daemon;
 }
 
@@ -208,6 +217,7 @@ export async function startPrivateKeyring(options = {}) {
  */
 async function endProcess(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
+  /** @type {any} */ (child).stoppedOnPurpose = true;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);

@@ -2,11 +2,12 @@
 import { readFileSync } from 'node:fs';
 import { formatReport, runSelfTest } from './self-test.js';
 
-const usage = `Usage: msal-keychain-cache self-test [--json] [--allow-plaintext]
+const usage = `Usage: msal-keychain-cache self-test [--json] [--allow-plaintext] [--prompt-timeout <seconds>]
 
   self-test          check that this machine can keep an encrypted MSAL token cache
   --json             print a machine-readable report instead of lines
   --allow-plaintext  accept an unencrypted file when no secret store works
+  --prompt-timeout   how long a keyring's unlock prompt may wait for you (default 60)
   --help, --version
 
 Exit status: 0 the chosen backend works, 1 none works (the output says how to fix it), 2 bad arguments.
@@ -22,7 +23,24 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${manifest.version}\n`);
     return 0;
   }
-  const [command, ...flags] = argv;
+  const [command, ...rest] = argv;
+  // --prompt-timeout takes a value: a positive number of seconds.
+  let promptTimeoutMs: number | undefined;
+  const flags: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const flag = rest[i]!;
+    const inline = flag.startsWith('--prompt-timeout=') ? flag.slice('--prompt-timeout='.length) : undefined;
+    if (flag === '--prompt-timeout' || inline !== undefined) {
+      const seconds = Number(inline ?? rest[++i]);
+      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 2_147_483) {
+        process.stderr.write(`--prompt-timeout needs a positive number of seconds.\n\n${usage}`);
+        return 2;
+      }
+      promptTimeoutMs = Math.round(seconds * 1000);
+    } else {
+      flags.push(flag);
+    }
+  }
   const known = new Set(['--json', '--allow-plaintext']);
   const unknown = flags.filter((flag) => !known.has(flag));
   if (command !== 'self-test' || unknown.length > 0) {
@@ -30,7 +48,7 @@ async function main(argv: string[]): Promise<number> {
       `Unknown option ${unknown.join(', ')}.`}\n\n${usage}`);
     return 2;
   }
-  const report = await runSelfTest({ allowPlaintext: flags.includes('--allow-plaintext') });
+  const report = await runSelfTest({ allowPlaintext: flags.includes('--allow-plaintext'), ...(promptTimeoutMs ? { promptTimeoutMs } : {}) });
   if (flags.includes('--json')) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {

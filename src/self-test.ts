@@ -16,6 +16,8 @@ import { createTokenEndpoint, testAuthority } from './token-endpoint.js';
 
 export interface SelfTestOptions {
   allowPlaintext?: boolean;
+  /** How long a keyring prompt (unlock) may wait for the user; see the plugin option of that name. */
+  promptTimeoutMs?: number;
   platform?: NodeJS.Platform;
   env?: NodeJS.ProcessEnv;
 }
@@ -66,6 +68,7 @@ export async function runSelfTest(options: SelfTestOptions = {}): Promise<SelfTe
       serviceName: 'msal-keychain-cache-self-test',
       accountName: `self-test-${process.pid}-${randomBytes(4).toString('hex')}`,
       allowPlaintextFallback: options.allowPlaintext === true,
+      ...(options.promptTimeoutMs === undefined ? {} : { promptTimeoutMs: options.promptTimeoutMs }),
       platform,
       env: options.env ?? process.env,
       // Plaintext fallback is reported in the output; no warning line on top of it.

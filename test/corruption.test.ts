@@ -107,7 +107,8 @@ describe('errors that are not corruption delete nothing', () => {
   it.runIf(isLinux)('a locked keyring throws KEYRING_LOCKED on read and write, and the item and marker stay', async () => {
     const keyring = await startPrivateKeyring();
     try {
-      const options = await storeOptions('libsecret');
+      // A bounded unlock prompt: KeePassXC's dialog is never answered here (gnome-keyring's cannot be shown).
+      const options = await storeOptions('libsecret', { promptTimeoutMs: 2_000 });
       const childOptions = forChild(options);
       const env = { ...process.env, ...keyring.env };
       const first = await runFixture('worker', { task: 'sign-in', options: childOptions, users: ['locked-user'] }, { env });

@@ -136,7 +136,8 @@ describe.runIf(isLinux)('a locked keyring is KEYRING_LOCKED, with or without the
   it('a real Secret Service, its default collection locked over D-Bus: throws KEYRING_LOCKED, moves and writes nothing; unlocked again, every account is there', async () => {
     const env = { ...process.env, ...keyring.env };
     const { directory, cachePath, serviceName } = await location();
-    const options = { cachePath, serviceName, allowPlaintextFallback: true };
+    // A bounded unlock prompt: KeePassXC's dialog is never answered here (gnome-keyring's cannot be shown).
+    const options = { cachePath, serviceName, allowPlaintextFallback: true, promptTimeoutMs: 2_000 };
     const first = await run(options, env, ['ann', 'ben']);
     expect(first).toMatchObject({ ok: true, kind: 'libsecret', cachePath, accounts: ['ann', 'ben'] });
     const marker = await snapshot(cachePath);

@@ -26,8 +26,9 @@ async function itemProperties(path: string): Promise<Record<string, unknown>> {
   }) as [Map<string, Variant>];
   const seen: Record<string, unknown> = {};
   for (const [name, { value }] of properties) {
+    // Timestamps, and KeePassXC's own entry id (it also exposes Title, UserName, ... as attributes), are per item.
     if (name === 'Created' || name === 'Modified') continue;
-    seen[name] = value instanceof Map ? Object.fromEntries([...value.entries()].sort()) : value;
+    seen[name] = value instanceof Map ? Object.fromEntries([...value.entries()].filter(([key]) => key !== 'Uuid').sort()) : value;
   }
   return seen;
 }

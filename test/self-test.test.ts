@@ -75,7 +75,8 @@ describe.runIf(isLinux)('self-test on Linux, spawned as users run it', () => {
     const keyring = await startPrivateKeyring();
     try {
       await keyring.lockCollection();
-      const run = await selfTest(['self-test', '--json'], { ...process.env, ...keyring.env });
+      // KeePassXC shows its unlock dialog (offscreen: nobody answers); gnome-keyring has no prompter here at all.
+      const run = await selfTest(['self-test', '--json', '--prompt-timeout', '2'], { ...process.env, ...keyring.env });
       expect(run.code).toBe(1);
       expect(report(run).error?.code).toBe('KEYRING_LOCKED');
       expect(report(run).error?.message).toContain('Unlock it');
