@@ -199,9 +199,11 @@ export class SecretServiceClient {
    * unlocked (which may prompt); one that stays locked throws SecretServiceError('locked'), never null.
    */
   async lookup(attributes: Record<string, string>): Promise<StoredSecret | null> {
-    // The session is opened beside the search, not after it: a CLI's first read pays one round trip less.
+    // The session is opened beside the search, not after it: a CLI's first read pays one round trip less. The
+    // search goes first, so its call is on the wire while the session's key pair is computed.
+    const searching = this.search(attributes);
     this.#openSession().catch(() => undefined);
-    const found = await this.search(attributes);
+    const found = await searching;
     let items = found.unlocked;
     if (items.length === 0 && found.locked.length > 0) items = await this.unlock(found.locked);
     for (const item of items) {
