@@ -37,7 +37,10 @@ export interface PersistenceOptions {
    * Default `60000`. A prompt that cannot be shown at all (no display) fails at once.
    */
   promptTimeoutMs?: number;
-  /** Run a throwaway round trip before returning. Default `true`. */
+  /**
+   * Check the store before returning. Default `true`. Loading the stored cache is the check (a CLI that only
+   * reads pays one lookup); when nothing is stored, a round trip on a throwaway entry.
+   */
   verify?: boolean;
   /** The platform to select for. Default `process.platform`. Tests pass other values. */
   platform?: NodeJS.Platform;
