@@ -176,23 +176,33 @@ export class SecretServiceClient {
   async #unlockDefaultCollection(): Promise<void> {
     const locked = async (path: string) => ((await this.#call(path, 'org.freedesktop.DBus.Properties', 'Get', 'ss',
       ['org.freedesktop.Secret.Collection', 'Locked']))[0] as Variant).value === true;
-    let collection = this.#collection ?? defaultAliasPath;
-    let isLocked: boolean;
-    try {
-      isLocked = await locked(collection);
-    } catch (error) {
-      if (!isNoSuchObject(error)) throw error;
-      // No object at the alias path: resolve the alias. No default collection at all: nothing to unlock here
-      // (a search still finds items elsewhere; a write will say there is no default keyring).
-      const [path] = await this.#call(servicePath, serviceInterface, 'ReadAlias', 's', ['default']);
-      if (path === noObject) return;
-      collection = this.#collection = String(path);
-      isLocked = await locked(collection);
+    for (let attempt = 0; ; attempt++) {
+      // The collection's own path, resolved once per client: KeePassXC 2.7.4 crashed (SIGSEGV) on a property read
+      // at the alias path right after an item was deleted.
+      const collection = await this.#defaultPath();
+      // No default collection at all: nothing to unlock here (a search still finds items elsewhere; a write will
+      // say there is no default keyring).
+      if (!collection) return;
+      try {
+        if (await locked(collection)) await this.unlock([collection]);
+        return;
+      } catch (error) {
+        // The alias moved (the collection was deleted or replaced): resolve it again, once.
+        if (!isNoSuchObject(error) || attempt > 0) throw error;
+        this.#collection = undefined;
+      }
     }
-    if (isLocked) await this.unlock([collection]);
   }
 
-  #collection: string | undefined;
+  /** What the `default` alias names, or null when it names nothing; cached per client. */
+  #defaultPath(): Promise<string | null> {
+    const resolving = this.#collection ??= this.#call(servicePath, serviceInterface, 'ReadAlias', 's', ['default'])
+      .then(([path]) => (path === noObject ? null : String(path)));
+    resolving.catch(() => { if (this.#collection === resolving) this.#collection = undefined; });
+    return resolving;
+  }
+
+  #collection: Promise<string | null> | undefined;
 
   /**
    * The secret of the first item matching `attributes`, or null when no item matches. A match that is locked is
@@ -287,11 +297,13 @@ export class SecretServiceClient {
     ]);
     const createIn = (collection: string) => this.#withSession(async (session) => await this.#call(collection,
       'org.freedesktop.Secret.Collection', 'CreateItem', 'a{sv}(oayays)b',
-      [properties, encryptedSecret(session, value, contentType), true]) as [string, string]);
+      // replace=false: the search just found no such item (and writers hold the cache lock). With replace=true,
+      // KeePassXC 2.7.4 crashed (SIGSEGV) creating an item whose predecessor had just been deleted.
+      [properties, encryptedSecret(session, value, contentType), false]) as [string, string]);
     let reply: [string, string];
     try {
       // The alias's object path, as libsecret does for SECRET_COLLECTION_DEFAULT.
-      reply = await createIn(this.#collection ?? defaultAliasPath);
+      reply = await createIn((await this.#defaultPath().catch(() => null)) ?? defaultAliasPath);
     } catch (error) {
       if (isLockedError(error)) {
         const collection = await this.defaultCollection();
