@@ -6,6 +6,7 @@
 // The cold start has floors of its own (coldImpls): msal-node alone (the app reads the cache file and hands it
 // to deserialize(), no plugin) and the cold floor, a plugin that only reads the cache file and deserializes it,
 // so msal-node's own first-deserialize cost is in the floor and only our extra start-up work is above it.
+import { statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
@@ -13,6 +14,8 @@ import { mkdir } from 'node:fs/promises';
 export const impls = [
   { id: 'none', label: 'no plugin (msal-node memory)', family: 'floor' },
   { id: 'floor', label: 'plugin floor (no I/O)', family: 'floor' },
+  // What any plugin that notices another process's write on every call must at least do: one stat of a path.
+  { id: 'floor-stat', label: 'plugin floor + one stat per call', family: 'floor' },
   { id: 'ours-file', label: 'ours: plaintext-file', family: 'ours', store: 'file' },
   { id: 'ours-libsecret', label: 'ours: libsecret', family: 'ours', store: 'libsecret' },
   { id: 'ext-file', label: 'msal-node-extensions: FilePersistence', family: 'ext', store: 'file' },
@@ -36,11 +39,12 @@ export function location(directory, tag) {
   return { cachePath: join(directory, tag, 'msal-cache.json'), serviceName: `mkc-bench-${tag}-${process.pid}` };
 }
 
-function floorPlugin() {
+function floorPlugin(statPath) {
   let stored;
   let loaded = false;
   return {
     async beforeCacheAccess(context) {
+      if (statPath) statSync(statPath, { throwIfNoEntry: false });
       if (loaded || stored === undefined) return;
       context.tokenCache.deserialize(stored);
       loaded = true;
@@ -71,7 +75,7 @@ function readOnlyFilePlugin(readFile, cachePath) {
 /** What an implementation imports (the cold start times this phase on its own). */
 export function importPackage(id) {
   switch (id) {
-    case 'none': case 'floor': return Promise.resolve({});
+    case 'none': case 'floor': case 'floor-stat': return Promise.resolve({});
     case 'none-file': case 'floor-file': return import('node:fs/promises');
     case 'ours-file': case 'ours-libsecret': return import('../dist/esm/index.js');
     case 'ext-file': case 'ext-libsecret': return import('@azure/msal-node-extensions');
@@ -84,6 +88,7 @@ export async function createPlugin(id, pkg, where) {
   switch (id) {
     case 'none': case 'none-file': return undefined;
     case 'floor': return floorPlugin();
+    case 'floor-stat': return floorPlugin(where.cachePath);
     case 'floor-file': return readOnlyFilePlugin(pkg.readFile, where.cachePath);
     case 'ours-file':
     case 'ours-libsecret':
