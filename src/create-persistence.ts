@@ -105,7 +105,11 @@ async function verifyByLoad(persistence: Persistence): Promise<Persistence> {
   let text: string | null;
   try {
     text = await persistence.load();
-  } catch {
+  } catch (error) {
+    // A locked keyring, or a store that failed (a Secret Service that did not answer within its call timeout), is
+    // the answer: the round trip would meet the same lock or silence twice more (write, then clean up), each a full
+    // prompt or call timeout. Neither falls back (they are not BACKEND_UNAVAILABLE), so selection is unchanged.
+    if (error instanceof KeychainCacheError && (error.code === 'KEYRING_LOCKED' || error.code === 'STORE_FAILED')) throw error;
     await persistence.verify();
     return persistence;
   }

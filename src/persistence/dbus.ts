@@ -385,8 +385,22 @@ export function sessionBusSockets(env: NodeJS.ProcessEnv): { sockets: string[]; 
   return { sockets, described: `DBUS_SESSION_BUS_ADDRESS=${address}` };
 }
 
+/** Address values escape bytes as %xx; the bytes are UTF-8 (a path with "é" is %c3%a9). */
 function unescapeAddressValue(value: string): string {
-  return value.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  if (!value.includes('%')) return value;
+  const bytes: number[] = [];
+  for (let at = 0; at < value.length; at++) {
+    const hex = value.slice(at + 1, at + 3);
+    if (value[at] === '%' && /^[0-9a-fA-F]{2}$/.test(hex)) {
+      bytes.push(parseInt(hex, 16));
+      at += 2;
+    } else {
+      const character = String.fromCodePoint(value.codePointAt(at)!);
+      bytes.push(...Buffer.from(character, 'utf8'));
+      at += character.length - 1;
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -62,8 +62,10 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
     const account = `msal-keychain-cache-verify-${process.pid}-${randomHex(4)}`;
     const probe = describeItem(serviceName, account);
     const payload = randomHex(16);
+    let written = false;
     try {
       await call('write a test item as', () => items.set(serviceName, account, payload), probe);
+      written = true;
       const back = await call('read the test item', () => items.get(serviceName, account), probe);
       if (back !== payload) {
         throw new KeychainCacheError('BACKEND_UNAVAILABLE',
@@ -71,7 +73,9 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
           'unlock it (log into the desktop session) or restart its daemon.');
       }
     } finally {
-      await items.delete(serviceName, account).catch(() => undefined);
+      // Only what was written: after a failed write (a locked keyring, a store that did not answer) a delete
+      // would wait out the same prompt or timeout again.
+      if (written) await items.delete(serviceName, account).catch(() => undefined);
     }
   };
 

@@ -115,8 +115,17 @@ export class SecretServiceClient {
     return { path: String(path), algorithm: 'plain' };
   }
 
+  /** After an error that says the service forgot our session (it restarted), the next call opens a new one. */
+  async #forgetSessionIfStale(error: DBusError): Promise<void> {
+    if (!/NoSession|UnknownObject|InvalidArgs/.test(error.dbusName)) return;
+    const open = sessions.get(await this.#bus());
+    open?.clear();
+  }
+
   /** Forgets a session the service no longer knows, so the next call opens a new one. */
   async #forgetSession(session: Session): Promise<void> {
+    // A restarted service may have given our remembered item paths to other items: find items by search again.
+    this.#items.clear();
     const open = sessions.get(await this.#bus());
     for (const [mode, opening] of open ?? []) {
       if ((await opening.catch(() => undefined)) === session) open!.delete(mode);
@@ -279,12 +288,19 @@ export class SecretServiceClient {
     });
     const known = this.#remembered(attributes);
     if (known) {
+      // Once, with the session as it is: a failure here means the path may no longer be this item. gnome-keyring
+      // numbers items and, restarted, gives a deleted item's number to the next new one; our session is gone then
+      // too, so the write fails (NoSession) instead of landing in another account's item. Then: search again.
       try {
-        return await setSecret(known);
+        const session = await this.#openSession();
+        await this.#call(known, itemInterface, 'SetSecret', '(oayays)', [encryptedSecret(session, value, contentType)]);
+        return known;
       } catch (error) {
-        // Deleted (or its collection locked away, on KeePassXC) since we saw it: find it again.
-        if (!isNoSuchObject(error)) throw error;
-        this.#remember(attributes, undefined);
+        if (!(error instanceof DBusError) || !/NoSession|UnknownObject|NoSuchObject|InvalidArgs|IsLocked|UnknownMethod/.test(error.dbusName)) {
+          throw error;
+        }
+        this.#items.clear();
+        if (!isLockedError(error)) await this.#forgetSessionIfStale(error);
       }
     }
     const found = await this.search(attributes);
