@@ -125,13 +125,7 @@ describe.runIf(isLinux)('verify by load: plaintext-file', () => {
   });
 
   it('the first read after creation sees a write another process made in between, not the text loaded at creation', async () => {
-    const options = await storeOptions('plaintext-file');
-    const endpoint = createTokenEndpoint();
-    const { client } = await newClient(options, endpoint);
-    await signIn(client, 'first');
-    const { client: reader } = await newClient(options, endpoint);
-    const child = await runFixture('worker', { task: 'sign-in', options: forChild(options), users: ['in-between'] });
-    expect(child.code).toBe(0);
+    const { endpoint, reader } = await createdThenWrittenElsewhere('plaintext-file');
     const accounts = await reader.getTokenCache().getAllAccounts();
     expect(findAccount(accounts, endpoint, 'first')).toBeDefined();
     expect(findAccount(accounts, endpoint, 'in-between')).toBeDefined();
@@ -206,13 +200,7 @@ describe.runIf(isLinux)('verify by load: libsecret (Secret Service)', () => {
   });
 
   it('the first read after creation sees a write another process made in between (a second lookup)', async () => {
-    const options = await storeOptions('libsecret');
-    const endpoint = createTokenEndpoint();
-    const { client } = await newClient(options, endpoint);
-    await signIn(client, 'first');
-    const { client: reader } = await newClient(options, endpoint);
-    const child = await runFixture('worker', { task: 'sign-in', options: forChild(options), users: ['in-between'] });
-    expect(child.code).toBe(0);
+    const { options, endpoint, reader } = await createdThenWrittenElsewhere('libsecret');
     const calls = await secretServiceCallsDuring(options.serviceName!, async () => {
       const accounts = await reader.getTokenCache().getAllAccounts();
       expect(findAccount(accounts, endpoint, 'first')).toBeDefined();
@@ -221,3 +209,15 @@ describe.runIf(isLinux)('verify by load: libsecret (Secret Service)', () => {
     expect(calls.get('GetSecret')).toBe(1);
   });
 });
+
+/** A cache with one sign-in, a client created on it (its load primed), then a sign-in by another process. */
+async function createdThenWrittenElsewhere(backend: 'plaintext-file' | 'libsecret') {
+  const options = await storeOptions(backend);
+  const endpoint = createTokenEndpoint();
+  const { client } = await newClient(options, endpoint);
+  await signIn(client, 'first');
+  const { client: reader } = await newClient(options, endpoint);
+  const child = await runFixture('worker', { task: 'sign-in', options: forChild(options), users: ['in-between'] });
+  expect(child.code).toBe(0);
+  return { options, endpoint, reader };
+}
