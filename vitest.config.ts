@@ -22,21 +22,24 @@ const heavy = [
 // change-token's ext4 loop mount (marker-file timestamps, not the Secret Service).
 const secretServiceSuites = [
   'test/secret-service.test.ts',
-  'test/contract.test.ts',
+  'test/secret-service-recovery.test.ts',
   'test/cross-process.test.ts',
   'test/crash.test.ts',
   'test/self-test.test.ts',
   'test/interop.test.ts',
   'test/selection.test.ts',
   'test/corruption.test.ts',
-  'test/usage-patterns.test.ts',
   'test/fallback.test.ts',
-  'test/single-process.test.ts',
   'test/lock.test.ts',
   'test/hygiene.test.ts',
   'test/cache-changed.test.ts',
   'test/directories.test.ts',
   'test/distributed.test.ts',
+  'test/verify-by-load.test.ts',
+  // Not on KeePassXC: test/contract.test.ts, test/single-process.test.ts, test/usage-patterns.test.ts. KeePassXC
+  // 2.7.4 (Debian 12's, the only one installable here) dies with SIGSEGV within seconds of each of them, every run,
+  // and at random under keytar's own writes too (1 run in 5 of a create/delete loop beside a 1 MB entry): a crash
+  // of the service, not a failure of the client. docs/secret-service-providers.md has the reproductions.
 ];
 const secretServiceCases = /^(?!.*safeStorage).*(libsecret|Secret Service|keyring)/i;
 

@@ -88,10 +88,11 @@ describe.runIf(isLinux)('our Secret Service client and keytar write the same ite
     await ours.delete(service, 'acct');
   });
 
-  it('large and unusual secrets cross both ways intact: 2 MiB, control characters, emoji, CJK and RTL text, a JSON of 1000 accounts', async () => {
+  it('large and unusual secrets cross both ways intact: 2 MiB (KeePassXC: 64 KB), control characters, emoji, CJK and RTL text, a JSON of 1000 accounts', async () => {
     const kt = await keytar();
     const service = randomName('size-svc');
-    const large = JSON.stringify({ blob: 'x'.repeat(2 * 1024 * 1024) });
+    // KeePassXC 2.7.4 crashes under later writes once an entry holds ~0.5 MB (keytar's too): 64 KB there.
+    const large = JSON.stringify({ blob: 'x'.repeat(process.env.MKC_SECRET_SERVICE === 'keepassxc' ? 64 * 1024 : 2 * 1024 * 1024) });
     const unusual = 'tab\there\nnew line "quotes" \\ emoji 😀 CJK 漢字 RTL עברית \u00a0\u2028';
     const accounts = JSON.stringify(Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`home-${i}`, { username: `user${i}@contoso.com` }])));
     for (const [name, secret] of [['large', large], ['unusual', unusual], ['accounts', accounts]] as const) {
@@ -128,12 +129,15 @@ describe.runIf(isLinux)('our Secret Service client and keytar write the same ite
 });
 
 describe.runIf(isLinux)('one connection and one session per thread [linux only]', () => {
-  it('twenty persistences in one process, each reading and writing, leave one Secret Service session, not twenty', async () => {
+  // Five on KeePassXC: each new store is a create and a delete (the throwaway round trip), and KeePassXC 2.7.4
+  // crashes at random under that churn (docs/secret-service-providers.md).
+  const count = process.env.MKC_SECRET_SERVICE === 'keepassxc' ? 5 : 20;
+  it(`${count} persistences in one process, each reading and writing, leave one Secret Service session, not ${count}`, async () => {
     const keyring = await startPrivateKeyring();
     try {
       const env = { ...process.env, ...keyring.env };
       const directory = await tempDir();
-      for (let i = 0; i < 20; i++) {
+      for (let i = 0; i < count; i++) {
         const persistence = await createPersistence({ cachePath: join(directory, `c${i}.json`), backend: 'libsecret', env,
           serviceName: 'sessions-svc', accountName: `a${i}` });
         await persistence.save(`{"n":${i}}`);
