@@ -50,6 +50,27 @@ describe.runIf(isLinux)('Secret Service recovery: restarted and stalled daemons 
     }
   });
 
+  it('a read by the remembered item path sees other processes replace, delete and re-create the item', async () => {
+    const keyring = await startPrivateKeyring();
+    try {
+      const env = { ...process.env, ...keyring.env };
+      const items = secretServiceItems(new SecretServiceClient({ env, promptTimeoutMs: 5_000 }));
+      const service = `remembered-${process.pid}`;
+      await keytarIn(env, `await k.setPassword('${service}','A','v1')`);
+      expect(await items.get(service, 'A')).toBe('v1'); // found by search; the path is remembered
+      await keytarIn(env, `await k.setPassword('${service}','A','v2')`); // replaced in place
+      expect(await items.get(service, 'A')).toBe('v2');
+      await keytarIn(env, `await k.deletePassword('${service}','A')`);
+      expect(await items.get(service, 'A')).toBeNull(); // the path is gone: searched again, nothing
+      await keytarIn(env, `await k.setPassword('${service}','A','v3')`); // a new item, a new path
+      expect(await items.get(service, 'A')).toBe('v3');
+      await keytarIn(env, `await k.setPassword('${service}','other','x')`);
+      expect(await items.get(service, 'A')).toBe('v3');
+    } finally {
+      await keyring.stop();
+    }
+  });
+
   it('createPersistence against a stalled Secret Service fails STORE_FAILED after the read, without a probe write or delete', async () => {
     const keyring = await startPrivateKeyring({ provider: 'gnome-keyring' });
     const directory = await tempDir();

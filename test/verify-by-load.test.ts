@@ -8,6 +8,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createPersistence } from '../src/index.js';
+import { sessionBus } from '../src/persistence/dbus.js';
 import {
   createTokenEndpoint, findAccount, forChild, isLinux, newClient, repoRoot, runFixture, scopes, signIn, storeOptions, tempDir,
 } from './helpers.js';
@@ -30,7 +31,7 @@ async function namesSeenDuring(directory: string, run: () => Promise<unknown>): 
 /**
  * The Secret Service method calls this test made while `run` ran, by member name (dbus-monitor). Other test files
  * share the private Secret Service, so only calls from the connections that named `serviceName` in some call (a
- * search or a created item's attributes) are counted.
+ * search or a created item's attributes), and this process's own, are counted.
  */
 async function secretServiceCallsDuring(serviceName: string, run: () => Promise<unknown>): Promise<Map<string, number>> {
   const monitor = spawn('dbus-monitor', ['--session', "type='method_call',destination='org.freedesktop.secrets'"],
@@ -51,7 +52,9 @@ async function secretServiceCallsDuring(serviceName: string, run: () => Promise<
   }
   const messages = output.split(/^(?=method call |signal |method return |error )/m)
     .map((text) => ({ text, sender: /sender=(\S+)/.exec(text)?.[1], member: /^method call .* member=(\w+)/.exec(text)?.[1] }));
-  const ours = new Set(messages.filter((m) => m.text.includes(serviceName)).map((m) => m.sender));
+  // Plus this process's own connection: a client that remembers its item reads it by path, naming no service.
+  const ours = new Set([...messages.filter((m) => m.text.includes(serviceName)).map((m) => m.sender),
+    (await sessionBus(process.env)).uniqueName]);
   const calls = new Map<string, number>();
   for (const { sender, member } of messages) if (member && ours.has(sender)) calls.set(member, (calls.get(member) ?? 0) + 1);
   return calls;

@@ -218,6 +218,25 @@ export class SecretServiceClient {
    * unlocked (which may prompt); one that stays locked throws SecretServiceError('locked'), never null.
    */
   async lookup(attributes: Record<string, string>): Promise<StoredSecret | null> {
+    const known = this.#remembered(attributes);
+    if (known) {
+      // The item this client last found or wrote for these attributes: one GetSecret instead of a lock check, a
+      // search and a GetSecret (a long-running app rereads after every other process's write). Tried once; any
+      // failure that says the path may no longer be this item (deleted, service restarted, locked away) forgets
+      // every remembered path and goes the long way.
+      try {
+        const session = await this.#openSession();
+        const [reply] = await this.#call(known, itemInterface, 'GetSecret', 'o', [session.path]) as [[string, Buffer, Buffer, string]];
+        const [, parameters, value, contentType] = reply;
+        return { value: session.key ? decrypt(session.key, parameters, value) : value, contentType, item: known };
+      } catch (error) {
+        if (!(error instanceof DBusError) || !/NoSession|UnknownObject|NoSuchObject|InvalidArgs|IsLocked|UnknownMethod/.test(error.dbusName)) {
+          throw error;
+        }
+        this.#items.clear();
+        if (!isLockedError(error)) await this.#forgetSessionIfStale(error);
+      }
+    }
     // The session is opened beside the search, not after it: a CLI's first read pays one round trip less. The
     // search goes first, so its call is on the wire while the session's key pair is computed.
     const searching = this.search(attributes);
