@@ -22,7 +22,6 @@ const heavy = [
 // change-token's ext4 loop mount (marker-file timestamps, not the Secret Service).
 const secretServiceSuites = [
   'test/secret-service.test.ts',
-  'test/secret-service-recovery.test.ts',
   'test/cross-process.test.ts',
   'test/crash.test.ts',
   'test/self-test.test.ts',

@@ -15,7 +15,7 @@ const run = promisify(execFile);
 
 /** keytar in a fresh process (a different client, as another app is). */
 async function keytarIn(env: NodeJS.ProcessEnv, code: string): Promise<string> {
-  const { stdout } = await run(process.execPath, ['-e', `const k=require('keytar');(async()=>{${code}})()`], { env, cwd: repoRoot });
+  const { stdout } = await run(process.execPath, ['-e', `const k=require('keytar');(async()=>{${code}})()`], { env, cwd: repoRoot, timeout: 60_000 });
   return stdout.trim();
 }
 
@@ -50,8 +50,10 @@ describe.runIf(isLinux)('Secret Service recovery: restarted and stalled daemons 
     }
   });
 
+  // gnome-keyring: on KeePassXC 2.7.4, keytar's replace of an item another client created waits for an access
+  // dialog forever (its issue #9255; our client writes with SetSecret instead).
   it('a read by the remembered item path sees other processes replace, delete and re-create the item', async () => {
-    const keyring = await startPrivateKeyring();
+    const keyring = await startPrivateKeyring({ provider: 'gnome-keyring' });
     try {
       const env = { ...process.env, ...keyring.env };
       const items = secretServiceItems(new SecretServiceClient({ env, promptTimeoutMs: 5_000 }));
