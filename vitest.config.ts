@@ -84,6 +84,8 @@ export default defineConfig({
           // @ts-expect-error vitest 4's ProjectConfig type leaves testNamePattern out, yet a project's own is
           // applied (this project reports the rest as skipped, and the skip guard counts them as run elsewhere).
           testNamePattern: secretServiceCases,
+          // Once, for KeePassXC's own random crashes (test/setup-env.ts restarts it); never in light/heavy.
+          retry: 1,
           // After the others, one file at a time: half of these files are heavy ones.
           fileParallelism: false,
           maxWorkers: 1,

@@ -42,7 +42,8 @@ const busConfig = (socketDir) => `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DT
 /**
  * @typedef {{ provider: SecretServiceProvider, env: Record<string, string>, root: string,
  *             stop: () => Promise<void>, lockCollection: () => Promise<void>,
- *             startSecretService: () => Promise<void>, restartUnlocked: () => Promise<void> }} PrivateKeyring
+ *             startSecretService: () => Promise<void>, restartUnlocked: () => Promise<void>,
+ *             isRunning: () => boolean }} PrivateKeyring
  */
 
 /**
@@ -207,7 +208,10 @@ export async function startPrivateKeyring(options = {}) {
     await stop();
     throw error;
   }
-  return { provider, env, root, stop, lockCollection, startSecretService, restartUnlocked };
+  /** False once the daemon has exited (a crash: KeePassXC 2.7.4 dies at random under write churn). */
+  const isRunning = () => daemon !== undefined && daemon.exitCode === null && daemon.signalCode === null;
+
+  return { provider, env, root, stop, lockCollection, startSecretService, restartUnlocked, isRunning };
 }
 
 /**
