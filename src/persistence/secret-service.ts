@@ -115,6 +115,27 @@ export class SecretServiceClient {
     return { path: String(path), algorithm: 'plain' };
   }
 
+  /**
+   * `use` on the item remembered for these attributes, once, with the session as it is; undefined when nothing is
+   * remembered or the path may no longer be this item (deleted, locked away, or the service restarted: gnome-keyring
+   * then gives a deleted item's number to the next new one, and our session is gone too, so the call fails instead
+   * of reaching another account's item). Such a failure forgets every remembered path: the caller searches.
+   */
+  async #viaRemembered<T>(attributes: Record<string, string>, use: (item: string, session: Session) => Promise<T>): Promise<T | undefined> {
+    const known = this.#remembered(attributes);
+    if (!known) return undefined;
+    try {
+      return await use(known, await this.#openSession());
+    } catch (error) {
+      if (!(error instanceof DBusError) || !/NoSession|UnknownObject|NoSuchObject|InvalidArgs|IsLocked|UnknownMethod/.test(error.dbusName)) {
+        throw error;
+      }
+      this.#items.clear();
+      if (!isLockedError(error)) await this.#forgetSessionIfStale(error);
+      return undefined;
+    }
+  }
+
   /** After an error that says the service forgot our session (it restarted), the next call opens a new one. */
   async #forgetSessionIfStale(error: DBusError): Promise<void> {
     if (!/NoSession|UnknownObject|InvalidArgs/.test(error.dbusName)) return;
@@ -218,25 +239,11 @@ export class SecretServiceClient {
    * unlocked (which may prompt); one that stays locked throws SecretServiceError('locked'), never null.
    */
   async lookup(attributes: Record<string, string>): Promise<StoredSecret | null> {
-    const known = this.#remembered(attributes);
-    if (known) {
-      // The item this client last found or wrote for these attributes: one GetSecret instead of a lock check, a
-      // search and a GetSecret (a long-running app rereads after every other process's write). Tried once; any
-      // failure that says the path may no longer be this item (deleted, service restarted, locked away) forgets
-      // every remembered path and goes the long way.
-      try {
-        const session = await this.#openSession();
-        const [reply] = await this.#call(known, itemInterface, 'GetSecret', 'o', [session.path]) as [[string, Buffer, Buffer, string]];
-        const [, parameters, value, contentType] = reply;
-        return { value: session.key ? decrypt(session.key, parameters, value) : value, contentType, item: known };
-      } catch (error) {
-        if (!(error instanceof DBusError) || !/NoSession|UnknownObject|NoSuchObject|InvalidArgs|IsLocked|UnknownMethod/.test(error.dbusName)) {
-          throw error;
-        }
-        this.#items.clear();
-        if (!isLockedError(error)) await this.#forgetSessionIfStale(error);
-      }
-    }
+    // The item this client last found or wrote for these attributes: one GetSecret instead of a lock check, a
+    // search and a GetSecret (a long-running app rereads after every other process's write).
+    const remembered = await this.#viaRemembered(attributes, async (item, session) =>
+      storedSecret(session, item, await this.#call(item, itemInterface, 'GetSecret', 'o', [session.path])));
+    if (remembered) return remembered;
     // The session is opened beside the search, not after it: a CLI's first read pays one round trip less. The
     // search goes first, so its call is on the wire while the session's key pair is computed.
     const searching = this.search(attributes);
@@ -266,8 +273,7 @@ export class SecretServiceClient {
         await this.unlock([item]);
         reply = await read();
       }
-      const [, parameters, value, contentType] = reply[0] as [string, Buffer, Buffer, string];
-      return { value: session.key ? decrypt(session.key, parameters, value) : value, contentType, item };
+      return storedSecret(session, item, reply);
     });
   }
 
@@ -305,23 +311,11 @@ export class SecretServiceClient {
       }
       return item;
     });
-    const known = this.#remembered(attributes);
-    if (known) {
-      // Once, with the session as it is: a failure here means the path may no longer be this item. gnome-keyring
-      // numbers items and, restarted, gives a deleted item's number to the next new one; our session is gone then
-      // too, so the write fails (NoSession) instead of landing in another account's item. Then: search again.
-      try {
-        const session = await this.#openSession();
-        await this.#call(known, itemInterface, 'SetSecret', '(oayays)', [encryptedSecret(session, value, contentType)]);
-        return known;
-      } catch (error) {
-        if (!(error instanceof DBusError) || !/NoSession|UnknownObject|NoSuchObject|InvalidArgs|IsLocked|UnknownMethod/.test(error.dbusName)) {
-          throw error;
-        }
-        this.#items.clear();
-        if (!isLockedError(error)) await this.#forgetSessionIfStale(error);
-      }
-    }
+    const remembered = await this.#viaRemembered(attributes, async (item, session) => {
+      await this.#call(item, itemInterface, 'SetSecret', '(oayays)', [encryptedSecret(session, value, contentType)]);
+      return item;
+    });
+    if (remembered) return remembered;
     const found = await this.search(attributes);
     const existing = found.unlocked[0] ?? (found.locked.length > 0 ? (await this.unlock(found.locked))[0] : undefined);
     if (existing) return setSecret(existing);
@@ -517,6 +511,12 @@ function encryptedSecret(session: Session, value: Buffer, contentType: string): 
   const iv = randomBytes(16);
   const cipher = createCipheriv('aes-128-cbc', session.key, iv);
   return [session.path, iv, Buffer.concat([cipher.update(value), cipher.final()]), contentType];
+}
+
+/** A GetSecret reply `(oayays)` as the plain secret: decrypted with the session's key, if it has one. */
+function storedSecret(session: Session, item: string, reply: unknown[]): StoredSecret {
+  const [, parameters, value, contentType] = reply[0] as [string, Buffer, Buffer, string];
+  return { value: session.key ? decrypt(session.key, parameters, value) : value, contentType, item };
 }
 
 function decrypt(key: Buffer, iv: Buffer, value: Buffer): Buffer {
