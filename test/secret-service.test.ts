@@ -11,7 +11,9 @@ import { DBusError, marshal, sessionBus, sessionBusSockets, unmarshal, type Vari
 import { explainSecretServiceError, keytarItem, secretServiceItems } from '../src/persistence/libsecret.js';
 import { SecretServiceClient, SecretServiceError } from '../src/persistence/secret-service.js';
 import { startPrivateKeyring } from '../scripts/private-keyring.mjs';
-import { isLinux, repoRoot, tempDir } from './helpers.js';
+import {
+  createTokenEndpoint, findAccount, isLinux, newClient, repoRoot, signIn, storeOptions, tempDir,
+} from './helpers.js';
 
 const randomName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
@@ -180,6 +182,37 @@ describe.runIf(isLinux)('failures of the Secret Service are bounded and typed [l
     }
   });
 
+  // A long-running app (an Electron app, a daemon) outlives its keyring daemon: gnome-keyring is started again at
+  // the next login, KeePassXC is closed and reopened, or crashes. The app's connection and session stay behind.
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    it(`a Secret Service restarted under a running app (${signal}): the same process signs in, reads and replaces, with nothing lost`, async () => {
+      const keyring = await startPrivateKeyring();
+      try {
+        const env = { ...process.env, ...keyring.env };
+        const endpoint = createTokenEndpoint();
+        const options = await storeOptions('libsecret', { env });
+        const { client } = await newClient(options, endpoint);
+        await signIn(client, 'before-restart');
+        process.kill(await secretServicePid(env), signal);
+        await until(() => !keyring.isRunning());
+        await keyring.restartUnlocked();
+        // First a new item (the app opens another cache), then the app's own client writes to the item it has.
+        const other = await createPersistence({ ...options, accountName: 'another-item' });
+        await other.save('{"kept":true}');
+        await signIn(client, 'after-restart');
+        endpoint.refuse = true;
+        const fresh = await newClient(options, endpoint);
+        const accounts = await fresh.client.getTokenCache().getAllAccounts();
+        // SIGKILL gives the service no chance to save what it held only in memory; what it had saved must be there.
+        expect(findAccount(accounts, endpoint, 'after-restart')).toBeDefined();
+        if (signal === 'SIGTERM') expect(findAccount(accounts, endpoint, 'before-restart')).toBeDefined();
+        expect(await other.load()).toBe('{"kept":true}');
+      } finally {
+        await keyring.stop();
+      }
+    });
+  }
+
   it('a locked collection: reads, writes and deletes throw KEYRING_LOCKED within the prompt bound, never "missing"; unlocked, all is there', async () => {
     const keyring = await startPrivateKeyring();
     try {
@@ -275,3 +308,11 @@ describe('session bus addresses', () => {
     expect(sessionBusSockets({ XDG_RUNTIME_DIR: '/nonexistent-runtime-dir' })).toEqual({ sockets: [], described: 'DBUS_SESSION_BUS_ADDRESS is not set' });
   });
 });
+
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -48,10 +48,34 @@ export interface StoredSecret { value: Buffer; contentType: string; item: string
 export type TransportAlgorithm = typeof dhAlgorithm | 'plain';
 
 /**
- * Open sessions, one per connection (and mode), shared by every client of this thread: a process that creates
- * many persistences (one per request, say) must not leave a session object per client in the service.
+ * Per connection: the open sessions, one per mode, shared by every client of this thread (a process that creates
+ * many persistences, one per request say, must not leave a session object per client in the service); and how
+ * many times the service's owner changed. A Secret Service restarted on the same bus (gnome-keyring started
+ * again at login, KeePassXC reopened) knows none of our sessions and may have given our item paths to other
+ * items: KeePassXC 2.7.4 answers a CreateItem on a session it does not know with a prompt it dismisses, so a
+ * long-running app could never write again. The bus says so (NameOwnerChanged), and everything is forgotten.
  */
-const sessions = new WeakMap<DBusConnection, Map<'any' | 'plain', Promise<Session>>>();
+interface ServiceState { sessions: Map<'any' | 'plain', Promise<Session>>; restarts: number }
+const states = new WeakMap<DBusConnection, ServiceState>();
+
+function serviceState(connection: DBusConnection): ServiceState {
+  let state = states.get(connection);
+  if (state) return state;
+  const created: ServiceState = { sessions: new Map(), restarts: 0 };
+  states.set(connection, state = created);
+  connection.onSignal((message) => {
+    if (message.member !== 'NameOwnerChanged' || message.interface !== 'org.freedesktop.DBus' || message.body[0] !== bus) return;
+    created.restarts++;
+    created.sessions.clear();
+  });
+  // Not awaited: the bus applies it before any later call of ours is routed (one connection's messages are
+  // handled in order), so a start pays no round trip for it.
+  connection.call({
+    destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch',
+    signature: 's', body: [`type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${bus}'`],
+  }).catch(() => undefined);
+  return state;
+}
 
 export class SecretServiceClient {
   readonly #options: SecretServiceOptions;
@@ -66,6 +90,34 @@ export class SecretServiceClient {
     return sessionBus(this.#options.env, this.#options.callTimeoutMs);
   }
 
+  /** The service's restarts this client has caught up with (its remembered paths are from after the last). */
+  #restartsSeen: number | undefined;
+
+  /** Forgets remembered paths when the service restarted since this client last looked; the restart count. */
+  async #catchUp(): Promise<number> {
+    const { restarts } = serviceState(await this.#bus());
+    if (this.#restartsSeen !== undefined && this.#restartsSeen !== restarts) {
+      this.#items.clear();
+      this.#collection = undefined;
+    }
+    this.#restartsSeen = restarts;
+    return restarts;
+  }
+
+  /**
+   * Runs one operation; when it fails and the service restarted meanwhile (its objects, our session and the
+   * prompt it answered belong to the old one), once more from scratch on the new service.
+   */
+  async #acrossRestart<T>(operation: () => Promise<T>): Promise<T> {
+    const before = await this.#catchUp();
+    try {
+      return await operation();
+    } catch (error) {
+      if ((await this.#catchUp()) === before) throw error;
+      return operation();
+    }
+  }
+
   async #call(path: string, iface: string, member: string, signature?: string, body?: unknown[]): Promise<unknown[]> {
     const connection = await this.#bus();
     return connection.call({
@@ -77,8 +129,7 @@ export class SecretServiceClient {
   async #openSession(): Promise<Session> {
     const connection = await this.#bus();
     const mode = this.#options.plainOnly ? 'plain' : 'any';
-    let open = sessions.get(connection);
-    if (!open) sessions.set(connection, open = new Map());
+    const open = serviceState(connection).sessions;
     let opening = open.get(mode);
     if (!opening) {
       const created = this.#createSession(connection, mode);
@@ -139,17 +190,16 @@ export class SecretServiceClient {
   /** After an error that says the service forgot our session (it restarted), the next call opens a new one. */
   async #forgetSessionIfStale(error: DBusError): Promise<void> {
     if (!/NoSession|UnknownObject|InvalidArgs/.test(error.dbusName)) return;
-    const open = sessions.get(await this.#bus());
-    open?.clear();
+    serviceState(await this.#bus()).sessions.clear();
   }
 
   /** Forgets a session the service no longer knows, so the next call opens a new one. */
   async #forgetSession(session: Session): Promise<void> {
     // A restarted service may have given our remembered item paths to other items: find items by search again.
     this.#items.clear();
-    const open = sessions.get(await this.#bus());
-    for (const [mode, opening] of open ?? []) {
-      if ((await opening.catch(() => undefined)) === session) open!.delete(mode);
+    const open = serviceState(await this.#bus()).sessions;
+    for (const [mode, opening] of open) {
+      if ((await opening.catch(() => undefined)) === session) open.delete(mode);
     }
   }
 
@@ -238,7 +288,11 @@ export class SecretServiceClient {
    * The secret of the first item matching `attributes`, or null when no item matches. A match that is locked is
    * unlocked (which may prompt); one that stays locked throws SecretServiceError('locked'), never null.
    */
-  async lookup(attributes: Record<string, string>): Promise<StoredSecret | null> {
+  lookup(attributes: Record<string, string>): Promise<StoredSecret | null> {
+    return this.#acrossRestart(() => this.#lookup(attributes));
+  }
+
+  async #lookup(attributes: Record<string, string>): Promise<StoredSecret | null> {
     // The item this client last found or wrote for these attributes: one GetSecret instead of a lock check, a
     // search and a GetSecret (a long-running app rereads after every other process's write).
     const remembered = await this.#viaRemembered(attributes, async (item, session) =>
@@ -298,7 +352,11 @@ export class SecretServiceClient {
    * from any client but the item's creator (every new process of an app is a new client), with an access dialog
    * even when access confirmation is off (its issue #9255): headless, a write that never ends.
    */
-  async store(label: string, attributes: Record<string, string>, value: Buffer, contentType: string): Promise<string> {
+  store(label: string, attributes: Record<string, string>, value: Buffer, contentType: string): Promise<string> {
+    return this.#acrossRestart(() => this.#store(label, attributes, value, contentType));
+  }
+
+  async #store(label: string, attributes: Record<string, string>, value: Buffer, contentType: string): Promise<string> {
     this.#openSession().catch(() => undefined);
     const setSecret = (item: string) => this.#withSession(async (session) => {
       const set = () => this.#call(item, itemInterface, 'SetSecret', '(oayays)', [encryptedSecret(session, value, contentType)]);
@@ -356,7 +414,11 @@ export class SecretServiceClient {
   }
 
   /** Deletes every item matching `attributes`; false when there was none. Locked matches are unlocked first. */
-  async delete(attributes: Record<string, string>): Promise<boolean> {
+  delete(attributes: Record<string, string>): Promise<boolean> {
+    return this.#acrossRestart(() => this.#delete(attributes));
+  }
+
+  async #delete(attributes: Record<string, string>): Promise<boolean> {
     const found = await this.search(attributes);
     const items = [...found.unlocked];
     if (found.locked.length > 0) items.push(...await this.unlock(found.locked));
