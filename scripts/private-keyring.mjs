@@ -43,7 +43,7 @@ const busConfig = (socketDir) => `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DT
  * @typedef {{ provider: SecretServiceProvider, env: Record<string, string>, root: string,
  *             stop: () => Promise<void>, lockCollection: () => Promise<void>,
  *             startSecretService: () => Promise<void>, restartUnlocked: () => Promise<void>,
- *             isRunning: () => boolean }} PrivateKeyring
+ *             isRunning: () => boolean, isServing: () => Promise<boolean> }} PrivateKeyring
  */
 
 /**
@@ -211,7 +211,14 @@ export async function startPrivateKeyring(options = {}) {
   /** False once the daemon has exited (a crash: KeePassXC 2.7.4 dies at random under write churn). */
   const isRunning = () => daemon !== undefined && daemon.exitCode === null && daemon.signalCode === null;
 
-  return { provider, env, root, stop, lockCollection, startSecretService, restartUnlocked, isRunning };
+  /** True while some process owns org.freedesktop.secrets on this bus (a crashing daemon may not have exited yet). */
+  const isServing = async () => {
+    const { stdout } = await execFileAsync('dbus-send', ['--session', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus',
+      'org.freedesktop.DBus.NameHasOwner', 'string:org.freedesktop.secrets'], { env: { ...process.env, ...env } });
+    return /boolean true/.test(stdout);
+  };
+
+  return { provider, env, root, stop, lockCollection, startSecretService, restartUnlocked, isRunning, isServing };
 }
 
 /**

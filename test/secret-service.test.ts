@@ -1,11 +1,11 @@
 // Our Secret Service client against the real service the run started (gnome-keyring, or KeePassXC in the
 // keepassxc project) and against keytar, the native client msal-node-extensions uses: the items are the same
 // items, each reads and replaces the other's, and every failure is bounded and typed.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { createPersistence, isKeychainCacheError } from '../src/index.js';
 import { DBusError, marshal, sessionBus, sessionBusSockets, unmarshal, type Variant } from '../src/persistence/dbus.js';
 import { explainSecretServiceError, keytarItem, secretServiceItems } from '../src/persistence/libsecret.js';
@@ -17,7 +17,49 @@ import {
 
 const randomName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
-const keytar = async () => ((await import('keytar')) as unknown as { default: typeof import('keytar') }).default;
+/**
+ * keytar as another app would use it: a process of its own, one per test. libsecret, under keytar, keeps the
+ * service's unique bus name for the life of the process, so in-process keytar would fail every call after the
+ * Secret Service restarts (KeePassXC 2.7.4 crashes at random; the keepassxc project starts it again before the
+ * next test). One process for the whole test: KeePassXC lets an item's creator replace it without a dialog.
+ */
+const keytar = async () => {
+  const child = spawn(process.execPath, ['-e', `const keytar = require('keytar');
+    require('node:readline').createInterface({ input: process.stdin }).on('line', async (line) => {
+      const { id, method, args } = JSON.parse(line);
+      try { process.stdout.write(JSON.stringify({ id, result: (await keytar[method](...args)) ?? null }) + '\\n'); }
+      catch (error) { process.stdout.write(JSON.stringify({ id, error: String(error) }) + '\\n'); }
+    });`], { cwd: repoRoot, env: process.env, stdio: ['pipe', 'pipe', 'inherit'] });
+  child.unref();
+  onTestFinished(() => { child.kill(); });
+  const waiting = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  let buffered = '';
+  child.stdout.on('data', (chunk) => {
+    buffered += chunk;
+    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+      const reply = JSON.parse(buffered.slice(0, newline)) as { id: number; result?: unknown; error?: string };
+      buffered = buffered.slice(newline + 1);
+      const caller = waiting.get(reply.id);
+      waiting.delete(reply.id);
+      if (reply.error !== undefined) caller?.reject(new Error(`keytar: ${reply.error}`));
+      else caller?.resolve(reply.result);
+    }
+  });
+  child.on('exit', (code, signal) => {
+    for (const caller of waiting.values()) caller.reject(new Error(`the keytar process exited (${signal ?? code})`));
+  });
+  let next = 0;
+  const call = (method: 'getPassword' | 'setPassword' | 'deletePassword', args: string[]) => new Promise<unknown>((resolve, reject) => {
+    const id = next++;
+    waiting.set(id, { resolve, reject });
+    child.stdin.write(`${JSON.stringify({ id, method, args })}\n`);
+  });
+  return {
+    getPassword: (service: string, account: string) => call('getPassword', [service, account]) as Promise<string | null>,
+    setPassword: async (service: string, account: string, password: string) => { await call('setPassword', [service, account, password]); },
+    deletePassword: (service: string, account: string) => call('deletePassword', [service, account]) as Promise<boolean>,
+  };
+};
 
 /** The item's D-Bus properties a reader sees, without its timestamps. */
 async function itemProperties(path: string): Promise<Record<string, unknown>> {

@@ -19,7 +19,8 @@ if (provided.MKC_SECRET_SERVICE === 'keepassxc') {
     Object.assign(process.env, keyring.env);
   }, 60_000);
   beforeEach(async () => {
-    if (keyring && !keyring.isRunning()) await keyring.restartUnlocked();
+    // A daemon that crashed may still be dumping core (it has let go of its bus name, but not exited): it is ended.
+    if (keyring && (!keyring.isRunning() || !(await keyring.isServing()))) await keyring.restartUnlocked();
   }, 60_000);
   afterAll(async () => {
     Object.assign(process.env, provided);
