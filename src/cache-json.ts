@@ -68,3 +68,12 @@ export function mergeCaches(base: string, ours: string, latest: string): string 
   }
   return JSON.stringify(result);
 }
+
+/**
+ * Makes msal's memory exactly `text`: msal-node's deserialize only adds, so a client that still held an entity
+ * another process removed (a sign-out) would write it back. Clears through msal's own storage first.
+ */
+export function replaceMemory(context: { tokenCache: { deserialize(text: string): void } }, text: string): void {
+  (context.tokenCache as unknown as { storage?: { clear?: () => void } }).storage?.clear?.();
+  context.tokenCache.deserialize(text);
+}

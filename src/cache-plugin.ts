@@ -2,7 +2,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import { selectPersistence } from './create-persistence.js';
-import { accountsIn, type CachedAccount, mergeCaches } from './cache-json.js';
+import { accountsIn, type CachedAccount, mergeCaches, replaceMemory } from './cache-json.js';
 import { isKeychainCacheError, KeychainCacheError } from './errors.js';
 import { acquireFileLock, type LockOptions, type ReleaseLock } from './file-lock.js';
 import { createLogger, type Logger, type LoggerOptions } from './logger.js';
@@ -377,10 +377,6 @@ export class KeychainCachePlugin implements ICachePlugin {
  * (TokenCache.overwriteCache: storage.clear()), but offers no public call for it; where a future msal-node
  * lacks it, deserialize() alone remains (the test of removals racing sign-ins then fails).
  */
-function replaceMemory(context: TokenCacheContext, text: string): void {
-  (context.tokenCache as unknown as { storage?: { clear?: () => void } }).storage?.clear?.();
-  context.tokenCache.deserialize(text);
-}
 
 /**
  * Why stored text cannot be a cache, by its shape alone (no parse: MSAL's deserialize is the one parse,

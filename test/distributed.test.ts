@@ -10,10 +10,19 @@ import { createBlobCipher, createFileStore, createPartitionedCachePlugin, keyFro
 import { createPersistence } from '../src/index.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
 import { forChild, isLinux, recordingLogger, repoRoot, storeOptions, tempDir, webApp, webSignIn as signIn } from './helpers.js';
-import { storeContract } from './store-contract.js';
+import { storeContract, storeSafetyContract, type StoreSubject } from './store-contract.js';
 
 const k1 = randomBytes(32);
 const k2 = randomBytes(32);
+
+/** A partition file with one byte of its blob flipped, and (as any write does) a new version in its header. */
+function tampered(bytes: Buffer): Buffer {
+  const newline = bytes.indexOf(0x0a);
+  const header = JSON.parse(bytes.subarray(0, newline).toString('utf8')) as { v: string };
+  const body = Buffer.from(bytes.subarray(newline + 1));
+  body[body.length - 5]! ^= 0x20;
+  return Buffer.concat([Buffer.from(`${JSON.stringify({ ...header, v: `${header.v}-tampered` })}\n`), body]);
+}
 
 
 describe('blob cipher (AES-256-GCM, key id in the header)', () => {
@@ -52,16 +61,16 @@ describe('partitioned cache plugin over the embedded file store', () => {
     directory = await tempDir();
     fileStore = await createFileStore({ directory });
   });
-  storeContract(() => ({
+  const subject = (): StoreSubject => ({
     store: fileStore,
     workerArgs: { directory },
     tamper: async (partitionKey) => {
       const path = fileStore.pathFor(partitionKey);
-      const bytes = await readFile(path);
-      bytes[bytes.length - 5]! ^= 0x20;
-      await writeFile(path, bytes);
+      await writeFile(path, tampered(await readFile(path)));
     },
-  }), 'file');
+  });
+  storeContract(subject, 'file');
+  storeSafetyContract(subject, 'file');
 
   it('a silent call is served from the partition; another user\'s partition stays separate', async () => {
     const store = await createFileStore({ directory: await tempDir() });
@@ -79,23 +88,22 @@ describe('partitioned cache plugin over the embedded file store', () => {
     const store = await createFileStore({ directory: await tempDir() });
     const cipher = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
     const endpoint = createTokenEndpoint();
-    await signIn(webApp(store, cipher, 'user:ttl', endpoint, { ttlMs: 150 }), 'ttl');
+    await signIn(webApp(store, cipher, 'user:ttl', endpoint, { ttlMs: 1000 }), 'ttl');
     expect(await store.get('user:ttl')).not.toBeNull();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await new Promise((resolve) => setTimeout(resolve, 1300));
     expect(await store.get('user:ttl')).toBeNull();
     expect(await webApp(store, cipher, 'user:ttl', endpoint).getTokenCache().getAllAccounts()).toEqual([]);
   });
 
-  it('key rotation: blobs under the old key stay readable and are rewritten with the new key on the next access', async () => {
+  it('key rotation: blobs under the old key stay readable, and the next write seals with the new key', async () => {
     const store = await createFileStore({ directory: await tempDir() });
     const endpoint = createTokenEndpoint();
     await signIn(webApp(store, createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' }), 'user:rotate', endpoint), 'rotate');
     const rotated = createBlobCipher({ keys: { k1, k2 }, currentKeyId: 'k2' });
     expect(rotated.open((await store.get('user:rotate'))!.value, 'user:rotate')).toMatchObject({ keyId: 'k1', stale: true });
-    endpoint.refuse = true;
     const app = webApp(store, rotated, 'user:rotate', endpoint);
     const [account] = await app.getTokenCache().getAllAccounts();
-    await app.acquireTokenSilent({ account: account!, scopes: ['User.Read'] });
+    await app.acquireTokenSilent({ account: account!, scopes: ['Another.Read'] });
     expect(rotated.open((await store.get('user:rotate'))!.value, 'user:rotate')).toMatchObject({ keyId: 'k2', stale: false });
     const rewritten = (await store.get('user:rotate'))!.value;
     expect(() => createBlobCipher({ keys: { k2 }, currentKeyId: 'k2' }).open(rewritten, 'user:rotate')).not.toThrow();
@@ -108,9 +116,7 @@ describe('partitioned cache plugin over the embedded file store', () => {
     const endpoint = createTokenEndpoint();
     await signIn(webApp(store, cipher, 'user:tamper', endpoint), 'tamper');
     const path = store.pathFor('user:tamper');
-    const bytes = await readFile(path);
-    bytes[bytes.length - 5]! ^= 0x20;
-    await writeFile(path, bytes);
+    await writeFile(path, tampered(await readFile(path)));
     for (const reader of [cipher, createBlobCipher({ keys: { k1: k2 }, currentKeyId: 'k1' })]) {
       const log = recordingLogger();
       const app = webApp(store, reader, 'user:tamper', endpoint, { loggerOptions: log.loggerOptions });
@@ -153,11 +159,19 @@ describe('a blob key kept in the OS secret store', () => {
     expect(cipher.open(cipher.seal('{}', 'p'), 'p').text).toBe('{}');
   });
 
+  it('refuses a persistence that stores in the clear unless allowUnencrypted, and writes nothing there', async () => {
+    const options = await storeOptions('plaintext-file');
+    const persistence = await createPersistence(options);
+    await expect(keyFromPersistence(persistence)).rejects.toMatchObject({ code: 'PLAINTEXT_NOT_ALLOWED' });
+    expect(await persistence.load()).toBeNull();
+    expect(await keyFromPersistence(persistence, { allowUnencrypted: true })).toHaveLength(32);
+  });
+
   it('is never replaced silently: an unreadable stored key is CACHE_CORRUPT', async () => {
     const options = await storeOptions('plaintext-file');
     const persistence = await createPersistence(options);
     await persistence.save('{"aes256Key":"c2hvcnQ="}');
-    await expect(keyFromPersistence(persistence)).rejects.toMatchObject({ code: 'CACHE_CORRUPT' });
+    await expect(keyFromPersistence(persistence, { allowUnencrypted: true })).rejects.toMatchObject({ code: 'CACHE_CORRUPT' });
     expect(await persistence.load()).toBe('{"aes256Key":"c2hvcnQ="}');
   });
 });

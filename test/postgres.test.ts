@@ -6,7 +6,7 @@ import { startPostgres } from '../scripts/postgres-server.mjs';
 import { createPostgresStore, type PostgresStore } from '../src/distributed/index.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
 import { webApp, webSignIn as signIn } from './helpers.js';
-import { storeCipher as cipher, storeContract } from './store-contract.js';
+import { storeCipher as cipher, storeContract, storeSafetyContract, type StoreSubject } from './store-contract.js';
 
 // Linux CI installs postgresql (.ci/run).
 describe('PostgreSQL store (real postgres)', () => {
@@ -28,19 +28,22 @@ describe('PostgreSQL store (real postgres)', () => {
     await server?.stop();
   });
 
-  storeContract(() => ({
+  const subject = (): StoreSubject => ({
     store,
     workerArgs: { postgres: server.connectionString },
     tamper: async (partitionKey) => {
-      await pool.query('UPDATE msal_token_cache SET data = set_byte(data, length(data) - 3, get_byte(data, length(data) - 3) # 255) WHERE partition_key = $1', [partitionKey]);
+      await pool.query(`UPDATE msal_token_cache SET data = set_byte(data, length(data) - 3, get_byte(data, length(data) - 3) # 255),
+        version = version || '-tampered' WHERE partition_key = $1`, [partitionKey]);
     },
-  }), 'pg');
+  });
+  storeContract(subject, 'pg');
+  storeSafetyContract(subject, 'pg');
 
   it('expiry: an expired row reads as absent, can be written again, and cleanup() deletes it', async () => {
     const endpoint = createTokenEndpoint();
-    await signIn(webApp(store, cipher, 'user:expiring', endpoint, { ttlMs: 150 }), 'expiring');
+    await signIn(webApp(store, cipher, 'user:expiring', endpoint, { ttlMs: 1000 }), 'expiring');
     expect(await store.get('user:expiring')).not.toBeNull();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await new Promise((resolve) => setTimeout(resolve, 1300));
     expect(await store.get('user:expiring')).toBeNull();
     expect(await store.cleanup()).toBeGreaterThanOrEqual(1);
     const { rows } = await pool.query(`SELECT count(*)::int AS n FROM msal_token_cache WHERE partition_key = 'user:expiring'`);

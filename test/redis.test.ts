@@ -6,7 +6,7 @@ import { startRedis } from '../scripts/redis-server.mjs';
 import { createRedisStore, type PartitionStore } from '../src/distributed/index.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
 import { webApp, webSignIn as signIn } from './helpers.js';
-import { storeCipher as cipher, storeContract } from './store-contract.js';
+import { storeCipher as cipher, storeContract, storeSafetyContract, type StoreSubject } from './store-contract.js';
 
 // Linux CI installs redis-server (.ci/run); elsewhere the suite needs it on PATH.
 describe('Redis store (real redis-server)', () => {
@@ -25,24 +25,26 @@ describe('Redis store (real redis-server)', () => {
     await redis?.stop();
   });
 
-  storeContract(() => ({
+  const subject = (): StoreSubject => ({
     store,
     workerArgs: { redisUrl: redis.url },
     tamper: async (partitionKey) => {
       const bytes = Buffer.from((await store.get(partitionKey))!.value);
       bytes[bytes.length - 3]! ^= 0xff;
-      await client.hSet(`msal-cache:${partitionKey}`, 'd', bytes.toString('base64'));
+      await client.hSet(`msal-cache:${partitionKey}`, { d: bytes.toString('base64'), v: `tampered-${Date.now()}` });
     },
-  }), 'redis');
+  });
+  storeContract(subject, 'redis');
+  storeSafetyContract(subject, 'redis');
 
   it('sliding TTL: reads keep a partition alive past its TTL; left alone it expires', async () => {
     const endpoint = createTokenEndpoint();
-    await signIn(webApp(store, cipher, 'user:sliding', endpoint, { ttlMs: 400 }), 'sliding');
+    await signIn(webApp(store, cipher, 'user:sliding', endpoint, { ttlMs: 1000 }), 'sliding');
     for (let i = 0; i < 4; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(await webApp(store, cipher, 'user:sliding', endpoint, { ttlMs: 400 }).getTokenCache().getAllAccounts()).toHaveLength(1);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await webApp(store, cipher, 'user:sliding', endpoint, { ttlMs: 1000 }).getTokenCache().getAllAccounts()).toHaveLength(1);
     }
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(await store.get('user:sliding')).toBeNull();
   });
 

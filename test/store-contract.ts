@@ -1,8 +1,9 @@
 // What every PartitionStore must do, run by the embedded, Redis and PostgreSQL suites against the real thing.
 import { randomBytes } from 'node:crypto';
+import { ConfidentialClientApplication, type ICachePlugin } from '@azure/msal-node';
 import { expect, it } from 'vitest';
-import { createBlobCipher, type PartitionStore } from '../src/distributed/index.js';
-import { createTokenEndpoint } from '../src/token-endpoint.js';
+import { type BlobCipher, createBlobCipher, createPartitionedCachePlugin, type PartitionStore, partitionKeys } from '../src/distributed/index.js';
+import { createTokenEndpoint, testAuthority } from '../src/token-endpoint.js';
 import { recordingLogger, runFixture, webApp, webSignIn } from './helpers.js';
 
 export const storeKeys = { k1: randomBytes(32).toString('base64') };
@@ -67,5 +68,150 @@ export function storeContract(subject: () => StoreSubject, prefix: string): void
     expect(log.lines.filter((l) => l.level === 1 && l.message.includes('DECRYPT_FAILED'))).toHaveLength(1);
     await webSignIn(app, 'tampered');
     expect(await webApp(store, storeCipher, key, endpoint).getTokenCache().getAllAccounts()).toHaveLength(1);
+  });
+}
+
+/** A store whose next compareAndSet on `key` first runs `meanwhile` (another instance acting while this request is in flight). */
+function interleaved(store: PartitionStore, key: string, meanwhile: () => Promise<void>): PartitionStore {
+  let pending: (() => Promise<void>) | undefined = meanwhile;
+  return {
+    get: (k) => store.get(k),
+    ...(store.version ? { version: (k: string) => store.version!(k) } : {}),
+    delete: (k) => store.delete(k),
+    ...(store.touch ? { touch: (k: string, ttl: number) => store.touch!(k, ttl) } : {}),
+    async compareAndSet(k, value, expected, ttlMs) {
+      if (k === key && pending) {
+        const run = pending;
+        pending = undefined;
+        await run();
+      }
+      return store.compareAndSet(k, value, expected, ttlMs);
+    },
+  };
+}
+
+const targetsOf = (cipher: BlobCipher, blob: Buffer, key: string) => {
+  const text = cipher.open(blob, key).text;
+  const json = text.slice(text.indexOf('{'));
+  return Object.values((JSON.parse(json) as { AccessToken: Record<string, { target: string }> }).AccessToken).map((t) => t.target.toLowerCase()).sort();
+};
+
+/** Issue 11's cases: rotation-safe reads, partitions per request, final sign-outs. Run on every store. */
+export function storeSafetyContract(subject: () => StoreSubject, prefix: string): void {
+  const k1 = storeKeys.k1;
+  const k2 = randomBytes(32).toString('base64');
+  const newer = createBlobCipher({ keys: { k1, k2 }, currentKeyId: 'k2' });
+  const older = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
+
+  it('rolling key rotation: an instance (another process) without the blob\'s key id reads nothing, writes nothing, logs the fix once', async () => {
+    const { store, workerArgs } = subject();
+    const user = `${prefix}-rotation`;
+    const key = `user:${user}`;
+    const endpoint = createTokenEndpoint();
+    await webSignIn(webApp(store, newer, key, endpoint), user);
+    const before = await store.get(key);
+    // Instance A (k1 only) as a separate process: its reads find no account, its sign-in is refused, the blob is untouched.
+    for (const mode of ['refresh', 'signin']) {
+      const run = await runFixture('distributed-worker', { ...workerArgs, mode, users: [user], scope: 'User.Read', keys: { k1 }, currentKeyId: 'k1' });
+      expect(run.code, run.stderr).toBe(0);
+      const result = JSON.parse(run.stdout.split('RESULT ')[1]!) as { failures: string[] };
+      expect(result.failures).toEqual([`${user}: ${mode === 'refresh' ? 'NO_ACCOUNT' : 'DECRYPT_FAILED'}`]);
+    }
+    expect(await store.get(key)).toEqual(before);
+    // In this process too, with its log: one configuration error for any number of requests, naming the key id.
+    const log = recordingLogger();
+    for (let i = 0; i < 3; i++) {
+      expect(await webApp(store, older, key, endpoint, { loggerOptions: log.loggerOptions }).getTokenCache().getAllAccounts()).toEqual([]);
+    }
+    const errors = log.lines.filter((l) => l.level === 0);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.message).toMatch(/key id "k2".*not configured/);
+    expect(log.lines.filter((l) => /corrupt/i.test(l.message))).toEqual([]);
+    expect(await store.get(key)).toEqual(before);
+    // The instance that has the key still serves the user.
+    endpoint.refuse = true;
+    const app = webApp(store, newer, key, endpoint);
+    const [account] = await app.getTokenCache().getAllAccounts();
+    expect((await app.acquireTokenSilent({ account: account!, scopes: ['User.Read'] })).fromCache).toBe(true);
+  });
+
+  it('reads never rewrite: a blob under the old key stays under it until a write (an instance with only the old key still reads it)', async () => {
+    const { store } = subject();
+    const key = `user:${prefix}-old-key`;
+    const endpoint = createTokenEndpoint();
+    await webSignIn(webApp(store, older, key, endpoint), 'old-key');
+    const before = await store.get(key);
+    const app = webApp(store, newer, key, endpoint);
+    const [account] = await app.getTokenCache().getAllAccounts();
+    await app.acquireTokenSilent({ account: account!, scopes: ['User.Read'] });
+    expect(await store.get(key)).toEqual(before);
+    // A write (a new scope) seals with the current key.
+    await app.acquireTokenSilent({ account: account!, scopes: ['Other.Read'] });
+    expect(newer.open((await store.get(key))!.value, key)).toMatchObject({ keyId: 'k2', stale: false });
+  });
+
+  it('a different key under the same id (keyFromPersistence on two hosts): reads leave the blob; a sign-in keeps its bytes aside, then writes', async () => {
+    const { store } = subject();
+    const key = `user:${prefix}-same-id`;
+    const endpoint = createTokenEndpoint();
+    await webSignIn(webApp(store, older, key, endpoint), 'host-a');
+    const before = (await store.get(key))!;
+    const otherHost = createBlobCipher({ keys: { k1: randomBytes(32) }, currentKeyId: 'k1' });
+    const log = recordingLogger();
+    const app = webApp(store, otherHost, key, endpoint, { loggerOptions: log.loggerOptions });
+    expect(await app.getTokenCache().getAllAccounts()).toEqual([]);
+    expect(await store.get(key)).toEqual(before);
+    await webSignIn(app, 'host-b');
+    const aside = await store.get(`${key}#unreadable-${before.version}`);
+    expect(aside?.value).toEqual(before.value);
+    expect(older.open(aside!.value, key).text).toContain('AccessToken');
+    expect(log.lines.some((l) => l.message.includes('kept as partition'))).toBe(true);
+    expect(await webApp(store, otherHost, key, endpoint).getTokenCache().getAllAccounts()).toHaveLength(1);
+  });
+
+  it('one plugin without partitionKey, reused for every sign-in: each user lands in their own partition, decided per request', async () => {
+    const { store } = subject();
+    const endpoint = createTokenEndpoint();
+    const plugin = createPartitionedCachePlugin({ store, cipher: storeCipher });
+    const client = (cachePlugin: ICachePlugin) => new ConfidentialClientApplication({
+      auth: { clientId: 'web-app', authority: testAuthority, clientSecret: 'secret' }, cache: { cachePlugin }, system: { networkClient: endpoint.networkClient },
+    });
+    const shared = client(plugin);
+    // Two clients on the plugin at once, and one client reused for a second user.
+    const [alice, bob] = await Promise.all([webSignIn(client(plugin), `${prefix}-alice`), webSignIn(client(plugin), `${prefix}-bob`)]);
+    const carol = await webSignIn(shared, `${prefix}-carol`);
+    const dave = await webSignIn(shared, `${prefix}-dave`);
+    for (const result of [alice, bob, carol, dave]) {
+      const key = partitionKeys.forAccount(result.account!);
+      const accounts = await webApp(store, storeCipher, key, endpoint).getTokenCache().getAllAccounts();
+      expect(accounts.map((a) => a.homeAccountId)).toEqual([result.account!.homeAccountId]);
+    }
+    expect(plugin.partitionKey).toBeUndefined();
+  });
+
+  it('sign-out is final: a refresh in flight on another instance does not bring the partition back; a fresh sign-in afterwards works', async () => {
+    const { store } = subject();
+    const user = `${prefix}-signout`;
+    const key = `user:${user}`;
+    const endpoint = createTokenEndpoint();
+    await webSignIn(webApp(store, storeCipher, key, endpoint), user);
+    const inFlight = webApp(interleaved(store, key, async () => { expect(await store.delete(key)).toBe(true); }), storeCipher, key, endpoint);
+    const [account] = await inFlight.getTokenCache().getAllAccounts();
+    await inFlight.acquireTokenSilent({ account: account!, scopes: ['Late.Read'] });
+    expect((await store.get(key))?.value).toHaveLength(0); // the tombstone
+    expect(await webApp(store, storeCipher, key, endpoint).getTokenCache().getAllAccounts()).toEqual([]);
+    expect(await store.delete(key)).toBe(false);
+    // Signed out, then signed in again while a request from before the sign-out is still in flight: it stays out.
+    await webSignIn(webApp(store, storeCipher, key, endpoint), user);
+    const [again] = await webApp(store, storeCipher, key, endpoint).getTokenCache().getAllAccounts();
+    const stale = webApp(interleaved(store, key, async () => {
+      await store.delete(key);
+      await webSignIn(webApp(store, storeCipher, key, endpoint), user, 'Fresh.Read');
+    }), storeCipher, key, endpoint);
+    await stale.getTokenCache().getAllAccounts();
+    await stale.acquireTokenSilent({ account: again!, scopes: ['Stale.Read'] });
+    const targets = targetsOf(storeCipher, (await store.get(key))!.value, key);
+    expect(targets.some((target) => target.includes('fresh.read'))).toBe(true);
+    expect(targets.filter((target) => /stale\.read|user\.read|late\.read/.test(target))).toEqual([]);
   });
 }

@@ -27,8 +27,31 @@ export interface OpenedBlob {
 export interface BlobCipher {
   readonly currentKeyId: string;
   seal(text: string, partitionKey: string): Buffer;
-  /** Throws DECRYPT_FAILED for an unknown key id, a wrong key, tampered or truncated bytes. */
+  /**
+   * Throws BlobUnreadableError (code DECRYPT_FAILED) for an unknown key id, a wrong key, tampered or truncated
+   * bytes; its `reason` tells a key this instance lacks (`unknown-key`, a configuration error) from bytes that
+   * do not authenticate (`corrupt`).
+   */
   open(blob: Uint8Array, partitionKey: string): OpenedBlob;
+}
+
+/** Why a blob could not be opened: a key id this instance is not configured with, or bytes that do not authenticate. */
+export type UnreadableReason = 'unknown-key' | 'corrupt';
+
+/** DECRYPT_FAILED with the reason and the blob's key id (printable, for logs: the header is attacker-controlled). */
+export class BlobUnreadableError extends KeychainCacheError {
+  constructor(readonly reason: UnreadableReason, readonly keyId: string | undefined, message: string, options?: { cause?: unknown }) {
+    super('DECRYPT_FAILED', message, options);
+  }
+}
+
+/**
+ * A key id from a blob header as it may appear in a log: quoted, non-printable and non-ASCII characters escaped,
+ * at most 40 characters. Anyone who can write to the store chooses these bytes; a log line must stay one line.
+ */
+export function printableKeyId(id: string): string {
+  const escaped = JSON.stringify(id).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > 42 ? `${escaped.slice(0, 40)}..."` : escaped;
 }
 
 function invalid(message: string): KeychainCacheError {
@@ -56,9 +79,8 @@ export function createBlobCipher(options: BlobCipherOptions): BlobCipher {
   const current = keys.get(currentKeyId);
   if (!current) throw invalid(`currentKeyId '${String(currentKeyId)}' is not one of the keys (${[...keys.keys()].join(', ')}).`);
 
-  const refuse = (partitionKey: string, why: string, cause?: unknown) => new KeychainCacheError('DECRYPT_FAILED',
-    `The cache blob of one partition could not be decrypted: ${why}. It is treated as unreadable (the user signs in again).`,
-    cause === undefined ? undefined : { cause });
+  const refuse = (reason: UnreadableReason, keyId: string | undefined, why: string, cause?: unknown) => new BlobUnreadableError(reason, keyId,
+    `The cache blob of one partition could not be decrypted: ${why}.`, cause === undefined ? undefined : { cause });
 
   return {
     currentKeyId,
@@ -73,14 +95,18 @@ export function createBlobCipher(options: BlobCipherOptions): BlobCipher {
     open(blob, partitionKey) {
       const bytes = Buffer.from(blob);
       if (bytes.length < magic.length + 1 || !bytes.subarray(0, magic.length).equals(magic)) {
-        throw refuse(partitionKey, 'it is not in the encrypted format (wrong header)');
+        throw refuse('corrupt', undefined, 'it is not in the encrypted format (wrong header)');
       }
       const idLength = bytes[magic.length]!;
       const idEnd = magic.length + 1 + idLength;
-      if (bytes.length < idEnd + ivLength + tagLength) throw refuse(partitionKey, 'it is truncated');
+      if (bytes.length < idEnd + ivLength + tagLength) throw refuse('corrupt', undefined, 'it is truncated');
       const keyId = bytes.subarray(magic.length + 1, idEnd).toString('utf8');
       const key = keys.get(keyId);
-      if (!key) throw refuse(partitionKey, `it was sealed with key '${keyId}', which is not configured (add it to keys to read old blobs)`);
+      if (!key) {
+        throw refuse('unknown-key', keyId, `it was sealed with key id ${printableKeyId(keyId)}, which this instance is not configured with ` +
+          `(its keys: ${[...keys.keys()].map(printableKeyId).join(', ')}). Give every instance every key id still in use, ` +
+          'and switch currentKeyId only once all of them have the new key');
+      }
       try {
         const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(idEnd, idEnd + ivLength));
         decipher.setAAD(Buffer.from(partitionKey, 'utf8'));
@@ -88,7 +114,8 @@ export function createBlobCipher(options: BlobCipherOptions): BlobCipher {
         const text = Buffer.concat([decipher.update(bytes.subarray(idEnd + ivLength, bytes.length - tagLength)), decipher.final()]).toString('utf8');
         return { text, keyId, stale: keyId !== currentKeyId };
       } catch (error) {
-        throw refuse(partitionKey, `authentication failed with key '${keyId}' (tampered, damaged, or a different key under the same id)`, error);
+        throw refuse('corrupt', keyId, `authentication failed with key id ${printableKeyId(keyId)} (tampered, damaged, or a different key ` +
+          'under the same id: every instance must have the same bytes for each key id)', error);
       }
     },
   };

@@ -4,12 +4,15 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
 import { acquireFileLock } from '../file-lock.js';
-import { assertSafePath, ensureDirectory, randomHex, readBytesIfExists, unlinkWithRetry, writeFileAtomic } from '../files.js';
+import { assertSafePath, ensureDirectory, randomHex, readBytesIfExists, writeFileAtomic } from '../files.js';
+import { defaultTombstoneTtlMs, optionalDuration } from './checks.js';
 import type { PartitionStore, VersionedBlob } from './store.js';
 
 export interface FileStoreOptions {
   /** The directory (created 0700). Each partition is a file named by the SHA-256 of its key. */
   directory: string;
+  /** How long a sign-out's tombstone stays (at least 1000 ms): longer than any request. Default 24 hours. */
+  tombstoneTtlMs?: number;
   platform?: NodeJS.Platform;
 }
 
@@ -31,6 +34,8 @@ export async function createFileStore(options: FileStoreOptions): Promise<Partit
     throw new KeychainCacheError('INVALID_OPTION', 'createFileStore needs { directory }: a folder only this service account can read.');
   }
   const { directory } = options;
+  const tombstoneTtlMs = optionalDuration(options.tombstoneTtlMs, 'tombstoneTtlMs', 1000,
+    'It must outlast any request that reads a partition.') ?? defaultTombstoneTtlMs;
   const platform = options.platform ?? process.platform;
   await ensureDirectory(directory);
   await assertSafePath(directory);
@@ -40,10 +45,18 @@ export async function createFileStore(options: FileStoreOptions): Promise<Partit
     const bytes = await readBytesIfExists(path);
     if (bytes === null) return null;
     const parsed = parse(bytes);
-    // An unparseable file is handed on as a blob the cipher will refuse: treated as corruption upstream.
-    if (!parsed) return { value: bytes, version: `unparsed-${bytes.length}` };
+    // An unparseable file is handed on as a blob the cipher will refuse: treated as corruption upstream (an
+    // empty one is nothing: an empty value means a tombstone).
+    if (!parsed) return bytes.length === 0 ? null : { value: bytes, version: `unparsed-${bytes.length}` };
     if (parsed.expires !== 0 && parsed.expires <= Date.now()) return null;
     return { value: parsed.value, version: parsed.version };
+  };
+
+  const put = async (path: string, value: Buffer, ttlMs: number | undefined): Promise<string> => {
+    const version = randomHex(12);
+    const header = Buffer.from(`${JSON.stringify({ v: version, exp: ttlMs ? Date.now() + ttlMs : 0 })}\n`, 'utf8');
+    await writeFileAtomic(path, Buffer.concat([header, value]), { platform });
+    return version;
   };
 
   /** Runs `change` on one partition's file while holding that partition's lockfile. */
@@ -62,11 +75,12 @@ export async function createFileStore(options: FileStoreOptions): Promise<Partit
     compareAndSet: (partitionKey, value, expectedVersion, ttlMs) => underLock(pathFor(partitionKey), async (path) => {
       const current = await read(path);
       if ((current?.version ?? null) !== expectedVersion) return null;
-      const version = randomHex(12);
-      const header = Buffer.from(`${JSON.stringify({ v: version, exp: ttlMs ? Date.now() + ttlMs : 0 })}\n`, 'utf8');
-      await writeFileAtomic(path, Buffer.concat([header, value]), { platform });
-      return version;
+      return put(path, value, ttlMs);
     }),
-    delete: (partitionKey) => underLock(pathFor(partitionKey), (path) => unlinkWithRetry(path, platform)),
+    delete: (partitionKey) => underLock(pathFor(partitionKey), async (path) => {
+      const current = await read(path);
+      await put(path, Buffer.alloc(0), tombstoneTtlMs);
+      return current !== null && current.value.length > 0;
+    }),
   };
 }

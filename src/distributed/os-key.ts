@@ -5,8 +5,28 @@ import { KeychainCacheError } from '../errors.js';
 import { acquireFileLock } from '../file-lock.js';
 import type { Persistence } from '../persistence/types.js';
 
-/** Returns the 32-byte key stored in `persistence`, creating and storing a random one the first time. */
-export async function keyFromPersistence(persistence: Persistence): Promise<Buffer> {
+export interface KeyFromPersistenceOptions {
+  /**
+   * Accept a persistence that stores in the clear (the plaintext file): the AES key then sits in a plaintext file
+   * next to nothing that protects it. Default false: such a persistence is refused with PLAINTEXT_NOT_ALLOWED.
+   */
+  allowUnencrypted?: boolean;
+}
+
+/**
+ * Returns the 32-byte key stored in `persistence`, creating and storing a random one the first time. For one
+ * machine: several hosts would each make a key of their own under the same id, and read each other's blobs as
+ * undecryptable (the plugin then keeps them aside instead of destroying them, but users sign in again).
+ */
+export async function keyFromPersistence(persistence: Persistence, options: KeyFromPersistenceOptions = {}): Promise<Buffer> {
+  if (typeof persistence?.load !== 'function' || typeof persistence?.save !== 'function') {
+    throw new KeychainCacheError('INVALID_OPTION', 'keyFromPersistence needs a persistence from createPersistence({ cachePath, ... }).');
+  }
+  if (!persistence.encrypted && options?.allowUnencrypted !== true) {
+    throw new KeychainCacheError('PLAINTEXT_NOT_ALLOWED', `The persistence at ${persistence.location} (${persistence.kind}) stores in the clear, ` +
+      'so the cache key would sit in a plaintext file. Use an encrypted backend (leave allowPlaintextFallback off), or pass ' +
+      '{ allowUnencrypted: true } if that file is protected otherwise.');
+  }
   // Under the persistence's lock: two processes starting at once must not create two different keys.
   const release = await acquireFileLock(`${persistence.cachePath}.lockfile`);
   try {

@@ -3,30 +3,49 @@
 // DistributedCachePlugin has no concurrency control: two app instances refreshing one user's tokens
 // overwrite each other. Here every write is a compare-and-set on the version that was read; on conflict
 // the latest blob is reloaded, the two versions are merged entity by entity, and the write is retried.
+//
+// What a request may do to the store:
+// - A read never writes. A blob this instance cannot open is left as it is (during a key rotation another
+//   instance can still read it); the request sees an empty cache.
+// - A write over a blob this instance cannot open: refused with DECRYPT_FAILED when the blob names a key id
+//   this instance lacks (a configuration error: another instance can read it); over bytes that do not
+//   authenticate (tampered, damaged, or another key under the same id), the bytes are first kept aside
+//   under `<partition>#unreadable-<version>`, then replaced, so a new sign-in always works and nothing is
+//   destroyed.
+// - A sign-out (store.delete) leaves a tombstone. A write that read the partition before the sign-out is
+//   dropped, never merged back: every blob carries the sign-out it follows (its epoch), so even a sign-in
+//   after the sign-out does not take in a request that started before it.
 import { createHash } from 'node:crypto';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
-import { accountsIn, mergeCaches, parseCacheJson } from '../cache-json.js';
+import { accountsIn, mergeCaches, replaceMemory } from '../cache-json.js';
 import { isKeychainCacheError, KeychainCacheError } from '../errors.js';
-import { createLogger, type LoggerOptions } from '../logger.js';
-import type { BlobCipher } from './blob-cipher.js';
+import { createLogger, type Logger, type LoggerOptions } from '../logger.js';
+import { type BlobCipher, type BlobUnreadableError, printableKeyId, type UnreadableReason } from './blob-cipher.js';
+import { optionalCount, optionalDuration } from './checks.js';
 import type { PartitionStore } from './store.js';
 
 export interface PartitionedCachePluginOptions {
   store: PartitionStore;
   /**
-   * Whose cache this is: see `partitionKeys`. One plugin (and one msal client) per request. Leave it out on
-   * the sign-in redirect, where the user is not known yet: the partition is then taken from the account the
-   * sign-in wrote (`partitionKeys.forAccount`), as msal-node's IPartitionManager.extractKey would.
+   * Whose cache this is: see `partitionKeys`. A plugin with a partitionKey serves that partition only (one
+   * plugin and one msal client per request). Leave it out on the sign-in redirect, where the user is not known
+   * yet: each write then goes to the partition of the account it wrote (`partitionKeys.forAccount`), decided
+   * per request, so one such plugin can serve every sign-in.
    */
   partitionKey?: string;
   /** AES-256-GCM per blob (createBlobCipher). Required unless allowPlaintext is true. */
   cipher?: BlobCipher;
   /** Store blobs unencrypted (only where the store itself is encrypted and private). Default false. */
   allowPlaintext?: boolean;
-  /** Sliding expiry of the partition, renewed by every write. Default none. */
+  /** Sliding expiry of the partition in ms (at least 1000), renewed by every read and write. Default none. */
   ttlMs?: number;
-  /** Compare-and-set attempts before giving up with STORE_FAILED. Default 20. */
+  /** Compare-and-set attempts before giving up with STORE_FAILED (1 to 1000). Default 20. */
   maxAttempts?: number;
+  /**
+   * Decrypted partitions kept in this process (0 to 100000), each used only while the store still has the same
+   * version (one small version read per access instead of the blob and its decryption). Default 1000.
+   */
+  memoryEntries?: number;
   loggerOptions?: LoggerOptions;
 }
 
@@ -40,119 +59,221 @@ export const partitionKeys = {
   forOnBehalfOf: (assertion: string) => `obo:${createHash('sha256').update(assertion).digest('hex')}`,
 };
 
+/** A partition as one access found it. */
+interface Loaded {
+  /** The version a compare-and-set must match (null: nothing stored). */
+  version: string | null;
+  /** The cache text for MSAL ('{}' when there is none, or it is unreadable here). */
+  text: string;
+  /** The sign-out this partition's content follows ('' for none): a tombstone's version, inherited by later writes. */
+  epoch: string;
+  tombstone: boolean;
+  unreadable?: { reason: UnreadableReason; keyId: string | undefined; bytes: Buffer; version: string };
+}
+
+// Sealed text: an optional first line naming the epoch, then msal's JSON (which never starts with this).
+const epochPrefix = 'mkc-epoch:';
+const withEpoch = (text: string, epoch: string) => (epoch === '' ? text : `${epochPrefix}${epoch}\n${text}`);
+function splitEpoch(text: string): { epoch: string; text: string } {
+  if (!text.startsWith(epochPrefix)) return { epoch: '', text };
+  const newline = text.indexOf('\n');
+  return newline < 0 ? { epoch: '', text } : { epoch: text.slice(epochPrefix.length, newline), text: text.slice(newline + 1) };
+}
+
+/** Decrypted partitions by store and partition key, shared by every plugin of the process over that store. */
+interface Remembered { version: string; text: string; epoch: string; opener: BlobCipher | undefined }
+const remembered = new WeakMap<PartitionStore, Map<string, Remembered>>();
+
+/** Unknown key ids already reported, per cipher: a configuration error is logged once, not per request. */
+const reportedKeyIds = new WeakMap<object, Set<string>>();
+const plaintextOpener = {};
+
 export function createPartitionedCachePlugin(options: PartitionedCachePluginOptions): ICachePlugin & { readonly partitionKey: string | undefined } {
-  const { store, cipher, ttlMs } = options;
-  let partitionKey = options.partitionKey;
-  if (!store || typeof store.get !== 'function' || typeof store.compareAndSet !== 'function') {
-    throw new KeychainCacheError('INVALID_OPTION', 'store must be a PartitionStore (createFileStore, createRedisStore, createPostgresStore).');
+  if (typeof options !== 'object' || options === null) {
+    throw new KeychainCacheError('INVALID_OPTION', 'createPartitionedCachePlugin needs an options object: { store, cipher, partitionKey }.');
   }
-  if (partitionKey !== undefined && (typeof partitionKey !== 'string' || partitionKey === '')) {
+  const { store, cipher } = options;
+  const fixedKey = options.partitionKey;
+  if (!store || typeof store.get !== 'function' || typeof store.compareAndSet !== 'function') {
+    throw new KeychainCacheError('INVALID_OPTION', 'store must be a PartitionStore (createFileStore, createRedisStore, createPostgresStore, createSessionStore).');
+  }
+  if (fixedKey !== undefined && (typeof fixedKey !== 'string' || fixedKey === '')) {
     throw new KeychainCacheError('INVALID_OPTION', 'partitionKey must be a non-empty string: partitionKeys.forAccount(account) for a user, ' +
       'forApp(...) for app tokens; or leave it out on the sign-in redirect.');
+  }
+  if (cipher !== undefined && (typeof cipher?.seal !== 'function' || typeof cipher?.open !== 'function')) {
+    throw new KeychainCacheError('INVALID_OPTION', 'cipher must be a BlobCipher: createBlobCipher({ keys, currentKeyId }).');
   }
   if (!cipher && options.allowPlaintext !== true) {
     throw new KeychainCacheError('PLAINTEXT_NOT_ALLOWED', 'Token caches would be stored unencrypted: pass cipher: createBlobCipher({ keys, currentKeyId }), ' +
       'or allowPlaintext: true if the store is private and encrypted itself.');
   }
+  const ttlMs = optionalDuration(options.ttlMs, 'ttlMs', 1000, 'It is the sliding expiry of a partition: 7 * 24 * 3600_000 for a week, or leave it out.');
+  const maxAttempts = optionalCount(options.maxAttempts, 'maxAttempts', 20, 1, 1000);
+  const memoryEntries = optionalCount(options.memoryEntries, 'memoryEntries', 1000, 0, 100_000);
   const logger = createLogger(options.loggerOptions);
-  const maxAttempts = options.maxAttempts ?? 20;
+  const opener = cipher ?? (plaintextOpener as BlobCipher);
+  let memory = remembered.get(store);
+  if (!memory) remembered.set(store, memory = new Map());
+  const partitions = memory;
+
   const seal = (text: string, key: string) => (cipher ? cipher.seal(text, key) : Buffer.from(text, 'utf8'));
+  const open = (bytes: Buffer, key: string) => (cipher ? cipher.open(bytes, key).text : bytes.toString('utf8'));
 
-  // What this plugin read last: the text MSAL was given, the version to compare against, and whether the
-  // blob was sealed with an old key (then it is rewritten on the next access).
-  let baseText = '{}';
-  let version: string | null = null;
-  let stale = false;
+  const rememberPartition = (key: string, entry: Remembered) => {
+    if (memoryEntries === 0) return;
+    partitions.delete(key);
+    partitions.set(key, entry);
+    // Oldest first: a Map iterates in insertion order, and a use re-inserts.
+    while (partitions.size > memoryEntries) partitions.delete(partitions.keys().next().value!);
+  };
 
-  // The blob this plugin last decrypted, by partition and version: a request touches the cache several
-  // times (accounts, then the token), and an unchanged version needs no second decryption.
-  let opened: { key: string; version: string; text: string; stale: boolean } | undefined;
-
-  const load = async (key: string): Promise<void> => {
-    const stored = await store.get(key);
-    if (stored && opened && opened.key === key && opened.version === stored.version) {
-      ({ version, text: baseText, stale } = opened);
-      return;
+  const load = async (key: string): Promise<Loaded> => {
+    const known = memoryEntries > 0 ? partitions.get(key) : undefined;
+    if (known && known.opener === opener && store.version) {
+      // One small read says whether what this process decrypted is still what the store has.
+      if ((await store.version(key)) === known.version) {
+        rememberPartition(key, known);
+        return { version: known.version, text: known.text, epoch: known.epoch, tombstone: false };
+      }
     }
-    version = stored?.version ?? null;
-    stale = false;
-    baseText = '{}';
-    if (!stored) return;
+    const stored = await store.get(key);
+    if (!stored) {
+      partitions.delete(key);
+      return { version: null, text: '{}', epoch: '', tombstone: false };
+    }
+    if (stored.value.length === 0) {
+      partitions.delete(key);
+      return { version: stored.version, text: '{}', epoch: stored.version, tombstone: true };
+    }
+    if (known && known.opener === opener && known.version === stored.version) {
+      rememberPartition(key, known);
+      return { version: known.version, text: known.text, epoch: known.epoch, tombstone: false };
+    }
     try {
-      const blob = cipher ? cipher.open(stored.value, key) : { text: stored.value.toString('utf8'), stale: false };
-      // Checked by MSAL's own parse in apply(): one parse per request, not two.
-      baseText = blob.text;
-      stale = blob.stale;
-      opened = { key, version: stored.version, text: blob.text, stale: blob.stale };
+      const { epoch, text } = splitEpoch(open(stored.value, key));
+      rememberPartition(key, { version: stored.version, text, epoch, opener });
+      return { version: stored.version, text, epoch, tombstone: false };
     } catch (error) {
+      // By code and fields, not class: a cipher from another copy of this package (or the app's own) says the same.
       if (!isKeychainCacheError(error, 'DECRYPT_FAILED')) throw error;
-      // Tampered, damaged, or a key that is gone: like corruption, the user signs in again; no crash.
-      logger.warning(`DECRYPT_FAILED: ${error.message}`);
-      stale = true;
+      const detail = error as Partial<BlobUnreadableError>;
+      const reason: UnreadableReason = detail.reason === 'unknown-key' ? 'unknown-key' : 'corrupt';
+      const keyId = typeof detail.keyId === 'string' ? detail.keyId : undefined;
+      partitions.delete(key);
+      reportUnreadable(logger, opener, reason, keyId, error.message);
+      return {
+        version: stored.version, text: '{}', epoch: '', tombstone: false,
+        unreadable: { reason, keyId, bytes: stored.value, version: stored.version },
+      };
     }
   };
 
-  /** Hands MSAL the loaded cache; a blob that decrypted but is not a cache MSAL can read starts empty. */
-  const apply = (context: TokenCacheContext): void => {
+  /** Makes a blob this instance cannot open safe to replace, or refuses: see the top of this file. */
+  const beforeReplacing = async (key: string, loaded: Loaded): Promise<void> => {
+    const unreadable = loaded.unreadable;
+    if (!unreadable) return;
+    if (unreadable.reason === 'unknown-key') {
+      throw new KeychainCacheError('DECRYPT_FAILED', `Not saved: the stored cache of this partition is sealed with key id ` +
+        `${printableKeyId(unreadable.keyId ?? '')}, which this instance is not configured with, and replacing it would destroy tokens ` +
+        'other instances can read. Configure this instance with every key id in use (keys of createBlobCipher).');
+    }
+    const aside = `${key}#unreadable-${unreadable.version}`;
+    await store.compareAndSet(aside, unreadable.bytes, null, ttlMs);
+    logger.warning(`DECRYPT_FAILED: the stored cache of one partition could not be decrypted; its bytes were kept as partition ` +
+      `${JSON.stringify(aside).slice(0, 200)} and the partition is written anew.`);
+  };
+
+  /** Hands MSAL a cache; text MSAL cannot read starts empty (it is replaced on the next write). */
+  const apply = (context: TokenCacheContext, text: string): void => {
     try {
-      context.tokenCache.deserialize(baseText);
+      replaceMemory(context, text);
     } catch (error) {
       logger.warning(`The cache of one partition could not be read by MSAL (${error instanceof Error ? error.name : 'error'}, ` +
-        `${baseText.length} characters); it starts empty and is replaced on the next write.`);
-      baseText = '{}';
-      stale = true;
-      context.tokenCache.deserialize(baseText);
+        `${text.length} characters); it starts empty and is replaced on the next write.`);
+      replaceMemory(context, '{}');
     }
+  };
+
+  // What each msal client (its TokenCache) read last: one plugin may serve several clients at once.
+  const reads = new WeakMap<object, Loaded>();
+
+  const write = async (context: TokenCacheContext, key: string, base: Loaded, ours: string): Promise<void> => {
+    let latest = base;
+    let candidate = ours;
+    let previous = base.text;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      await beforeReplacing(key, latest);
+      const epoch = latest.tombstone ? latest.version! : latest.epoch;
+      const written = await store.compareAndSet(key, seal(withEpoch(candidate, epoch), key), latest.version, ttlMs);
+      if (written !== null) {
+        rememberPartition(key, { version: written, text: candidate, epoch, opener });
+        reads.set(context.tokenCache, { version: written, text: candidate, epoch, tombstone: false });
+        apply(context, candidate);
+        return;
+      }
+      // Another instance wrote in between: merge our changes into theirs and try again, unless it signed out.
+      latest = await load(key);
+      if (latest.epoch !== base.epoch || (latest.tombstone && latest.version !== base.version)) {
+        logger.info('The partition was signed out while this request used it; its changes are dropped (sign-out is final).');
+        reads.set(context.tokenCache, latest);
+        apply(context, '{}');
+        return;
+      }
+      candidate = mergeCaches(previous, candidate, latest.text);
+      previous = latest.text;
+      logger.verbose(`Cache write conflict in one partition (attempt ${attempt}); merged and retrying.`);
+    }
+    throw new KeychainCacheError('STORE_FAILED', `Gave up writing one partition's cache after ${maxAttempts} conflicting writes ` +
+      'by other instances. Nothing was lost from the store; this request\'s new tokens were not saved.');
   };
 
   return {
-    get partitionKey() { return partitionKey; },
+    get partitionKey() { return fixedKey; },
     async beforeCacheAccess(context: TokenCacheContext) {
-      if (partitionKey === undefined) {
-        // Sign-in redirect: nobody's partition yet; the write below finds it.
-        baseText = '{}';
-        version = null;
-        stale = false;
-      } else {
-        await load(partitionKey);
-        // Sliding expiry: a partition in use does not expire between writes.
-        if (ttlMs && version !== null) await store.touch?.(partitionKey, ttlMs);
+      if (fixedKey === undefined) {
+        // Sign-in: nobody's partition yet; the write finds it from the account it writes.
+        const empty: Loaded = { version: null, text: '{}', epoch: '', tombstone: false };
+        reads.set(context.tokenCache, empty);
+        apply(context, empty.text);
+        return;
       }
-      apply(context);
+      const loaded = await load(fixedKey);
+      reads.set(context.tokenCache, loaded);
+      // Sliding expiry: a partition in use does not expire between writes.
+      if (ttlMs && loaded.version !== null && !loaded.tombstone) await store.touch?.(fixedKey, ttlMs);
+      apply(context, loaded.text);
     },
     async afterCacheAccess(context: TokenCacheContext) {
-      if (!context.cacheHasChanged && !stale) return;
-      let ours = context.tokenCache.serialize();
-      if (partitionKey === undefined) {
-        const homeAccountId = [...(accountsIn(ours)?.values() ?? [])][0]?.homeAccountId;
-        if (homeAccountId === undefined) {
-          throw new KeychainCacheError('INVALID_OPTION', 'No partitionKey was given and the cache holds no account to take it from ' +
-            '(app-only tokens need partitionKeys.forApp(clientId, tenantId)).');
-        }
-        partitionKey = partitionKeys.forAccount(homeAccountId);
-        const empty = baseText;
-        await load(partitionKey);
-        ours = mergeCaches(empty, ours, baseText);
+      // A read never writes: not an old key's blob (another instance may not have the new key yet), not an
+      // unreadable one, not a tombstone.
+      if (!context.cacheHasChanged) return;
+      const ours = context.tokenCache.serialize();
+      const read = reads.get(context.tokenCache) ?? { version: null, text: '{}', epoch: '', tombstone: false };
+      if (fixedKey !== undefined) return write(context, fixedKey, read, ours);
+      const homeAccountIds = new Set([...(accountsIn(ours)?.values() ?? [])].map((account) => account.homeAccountId));
+      if (homeAccountIds.size !== 1) {
+        throw new KeychainCacheError('INVALID_OPTION', homeAccountIds.size === 0
+          ? 'No partitionKey was given and the cache holds no account to take it from (app-only tokens need partitionKeys.forApp(clientId, tenantId)).'
+          : 'No partitionKey was given and this request wrote tokens of several accounts: give each request a plugin with its partitionKey.');
       }
-      const key = partitionKey;
-      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-        const written = await store.compareAndSet(key, seal(ours, key), version, ttlMs);
-        if (written !== null) {
-          version = written;
-          baseText = ours;
-          stale = false;
-          context.tokenCache.deserialize(ours);
-          return;
-        }
-        // Another instance wrote in between: merge our changes into theirs and try again.
-        const mine = ours;
-        const base = baseText;
-        await load(key);
-        ours = mergeCaches(base, mine, baseText);
-        logger.verbose(`Cache write conflict in one partition (attempt ${attempt}); merged and retrying.`);
-      }
-      throw new KeychainCacheError('STORE_FAILED', `Gave up writing one partition's cache after ${maxAttempts} conflicting writes ` +
-        'by other instances. Nothing was lost from the store; this request\'s new tokens were not saved.');
+      const key = partitionKeys.forAccount([...homeAccountIds][0]!);
+      const latest = await load(key);
+      return write(context, key, latest, mergeCaches(read.text, ours, latest.text));
     },
   };
+}
+
+function reportUnreadable(logger: Logger, opener: object, reason: UnreadableReason, keyId: string | undefined, message: string): void {
+  if (reason === 'corrupt') {
+    logger.warning(`DECRYPT_FAILED: ${message} This request sees no cache; the stored bytes are left as they are.`);
+    return;
+  }
+  let reported = reportedKeyIds.get(opener);
+  if (!reported) reportedKeyIds.set(opener, reported = new Set());
+  const id = keyId ?? '';
+  if (reported.has(id)) return;
+  reported.add(id);
+  logger.error(`Configuration error (logged once per key id): ${message} Until then, requests here see no cache for such ` +
+    'partitions and leave them untouched.');
 }

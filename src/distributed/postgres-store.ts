@@ -10,8 +10,11 @@
 //   CREATE INDEX IF NOT EXISTS msal_token_cache_expires_at ON msal_token_cache (expires_at);
 //
 // Compare-and-set is `UPDATE ... WHERE version = $expected` (or an INSERT that only replaces an expired row).
+// Expiry is the database's clock alone (now() + interval): app servers' clocks differ from it and each other.
+// A sign-out writes a tombstone row (empty data) that expires after tombstoneTtlMs.
 import { KeychainCacheError } from '../errors.js';
 import { randomHex } from '../files.js';
+import { defaultTombstoneTtlMs, optionalDuration } from './checks.js';
 import type { PartitionStore } from './store.js';
 
 export interface SqlQueryable {
@@ -22,6 +25,8 @@ export interface PostgresStoreOptions {
   pool: SqlQueryable;
   /** Table name (letters, digits, underscores). Default `'msal_token_cache'`. */
   table?: string;
+  /** How long a sign-out's tombstone stays (at least 1000 ms): longer than any request. Default 24 hours. */
+  tombstoneTtlMs?: number;
 }
 
 export interface PostgresStore extends PartitionStore {
@@ -39,6 +44,8 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) {
     throw new KeychainCacheError('INVALID_OPTION', `table must be a plain SQL identifier (letters, digits, underscores); got '${table}'.`);
   }
+  const tombstoneTtlMs = optionalDuration(options.tombstoneTtlMs, 'tombstoneTtlMs', 1000,
+    'It must outlast any request that reads a partition.') ?? defaultTombstoneTtlMs;
   const { pool } = options;
   const sql = async (action: string, text: string, values: unknown[] = []) => {
     try {
@@ -48,7 +55,9 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         'Check that the database is reachable and that ensureSchema() has run.', { cause: error });
     }
   };
-  const expiry = (ttlMs?: number) => (ttlMs && ttlMs > 0 ? new Date(Date.now() + ttlMs) : null);
+  // $n milliseconds from the database's now(), or NULL (never) when there is no TTL.
+  const expiry = (ttlMs?: number) => (ttlMs && ttlMs > 0 ? Math.ceil(ttlMs) : null);
+  const expiresAt = (parameter: string) => `now() + ${parameter}::bigint * interval '1 millisecond'`;
   const live = '(expires_at IS NULL OR expires_at > now())';
 
   return {
@@ -65,19 +74,28 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     async compareAndSet(partitionKey, value, expectedVersion, ttlMs) {
       const version = randomHex(12);
       const result = expectedVersion === null
-        ? await sql('write a cache', `INSERT INTO "${table}" AS t (partition_key, version, data, expires_at) VALUES ($1, $2, $3, $4)
+        ? await sql('write a cache', `INSERT INTO "${table}" AS t (partition_key, version, data, expires_at) VALUES ($1, $2, $3, ${expiresAt('$4')})
             ON CONFLICT (partition_key) DO UPDATE SET version = EXCLUDED.version, data = EXCLUDED.data, expires_at = EXCLUDED.expires_at
             WHERE t.expires_at IS NOT NULL AND t.expires_at <= now()`, [partitionKey, version, value, expiry(ttlMs)])
-        : await sql('write a cache', `UPDATE "${table}" SET version = $2, data = $3, expires_at = $4
+        : await sql('write a cache', `UPDATE "${table}" SET version = $2, data = $3, expires_at = ${expiresAt('$4')}
             WHERE partition_key = $1 AND version = $5 AND ${live}`, [partitionKey, version, value, expiry(ttlMs), expectedVersion]);
       return result.rowCount === 1 ? version : null;
     },
+    async version(partitionKey) {
+      const { rows } = await sql('read a cache version', `SELECT version FROM "${table}" WHERE partition_key = $1 AND ${live}`, [partitionKey]);
+      return rows[0] ? String(rows[0].version) : null;
+    },
     async delete(partitionKey) {
-      return (await sql('delete a cache', `DELETE FROM "${table}" WHERE partition_key = $1`, [partitionKey])).rowCount === 1;
+      const { rows } = await sql('sign a cache out', `WITH old AS MATERIALIZED (SELECT length(data) > 0 AS live FROM "${table}"
+          WHERE partition_key = $1 AND ${live})
+        INSERT INTO "${table}" AS t (partition_key, version, data, expires_at) VALUES ($1, $2, ''::bytea, ${expiresAt('$3')})
+        ON CONFLICT (partition_key) DO UPDATE SET version = EXCLUDED.version, data = EXCLUDED.data, expires_at = EXCLUDED.expires_at
+        RETURNING (SELECT live FROM old) AS was_live`, [partitionKey, randomHex(12), tombstoneTtlMs]);
+      return rows[0]?.was_live === true;
     },
     async touch(partitionKey, ttlMs) {
-      await sql('renew a cache\'s expiry', `UPDATE "${table}" SET expires_at = $2 WHERE partition_key = $1 AND expires_at IS NOT NULL AND ${live}`,
-        [partitionKey, expiry(ttlMs)]);
+      await sql('renew a cache\'s expiry', `UPDATE "${table}" SET expires_at = ${expiresAt('$2')}
+        WHERE partition_key = $1 AND expires_at IS NOT NULL AND ${live}`, [partitionKey, expiry(ttlMs)]);
     },
     async cleanup() {
       return (await sql('delete expired caches', `DELETE FROM "${table}" WHERE expires_at IS NOT NULL AND expires_at <= now()`)).rowCount ?? 0;

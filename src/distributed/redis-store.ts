@@ -1,21 +1,34 @@
-// A PartitionStore in Redis. Takes the app's own connected client (node-redis v4/v5 as is; ioredis
-// through `{ sendCommand: (args) => redis.call(...args) }`): this package never imports a Redis client.
-// Each partition is one hash key { v: version, d: base64 blob }; compare-and-set is one Lua script on that
-// single key, so it is atomic, and it works unchanged on Redis Cluster (one key = one slot, no hash tags).
+// A PartitionStore in Redis. Takes the app's own connected client, and never imports a Redis client itself:
+// - node-redis v4/v5 `createClient()`, as is;
+// - node-redis `createCluster()`, as is (its sendCommand takes the key first, so it is recognised and called so);
+// - ioredis `new Redis()` or `new Redis.Cluster()`, as is (through its `call`);
+// - anything else with `sendCommand(args: string[])`.
+// Each partition is one hash key { v: version, d: base64 blob } ('' for a tombstone); compare-and-set and
+// sign-out are Lua scripts on that single key, so they are atomic, and they work unchanged on Redis Cluster
+// (one key = one slot, no hash tags). Every command goes to the key's master: a replica may lag behind a write.
 import { KeychainCacheError } from '../errors.js';
 import { randomHex } from '../files.js';
+import { defaultTombstoneTtlMs, optionalDuration, optionalTimeout } from './checks.js';
 import type { PartitionStore } from './store.js';
 
 export interface RedisCommandClient {
   sendCommand(args: string[]): Promise<unknown>;
 }
 
+/** What createRedisStore takes as a client: see the top of this file. */
+export type RedisClientLike =
+  | RedisCommandClient
+  | { sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>; getSlotMaster(slot: number): unknown }
+  | { call(command: string, ...args: string[]): Promise<unknown> };
+
 export interface RedisStoreOptions {
-  client: RedisCommandClient;
+  client: RedisClientLike;
   /** Prefix of every key. Default `'msal-cache:'`. */
   keyPrefix?: string;
   /** Fail a command with STORE_FAILED after this long (a client queues commands while Redis is down). Default 5000. */
   timeoutMs?: number;
+  /** How long a sign-out's tombstone stays (at least 1000 ms): longer than any request. Default 24 hours. */
+  tombstoneTtlMs?: number;
 }
 
 // KEYS[1] key; ARGV: expected version ('' = nothing stored), new version, base64 data, TTL ms ('0' = none).
@@ -26,20 +39,53 @@ redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) else redis.call('PERSIST', KEYS[1]) end
 return 1`;
 
-export function createRedisStore(options: RedisStoreOptions): PartitionStore {
-  if (typeof options?.client?.sendCommand !== 'function') {
-    throw new KeychainCacheError('INVALID_OPTION', 'createRedisStore needs { client }: a connected node-redis client ' +
-      '(or an object with sendCommand(args: string[])).');
-  }
-  const { client } = options;
-  const prefix = options.keyPrefix ?? 'msal-cache:';
-  const timeoutMs = options.timeoutMs ?? 5000;
+// KEYS[1] key; ARGV: the tombstone's version, its TTL ms. 1 when a live blob was there.
+const signOutScript = `
+local data = redis.call('HGET', KEYS[1], 'd')
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', '')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if data and data ~= '' then return 1 end
+return 0`;
 
-  const command = async (args: string[]): Promise<unknown> => {
+type Send = (key: string, args: string[]) => Promise<unknown>;
+
+function sender(client: unknown): Send | undefined {
+  if (typeof client !== 'object' || client === null) return undefined;
+  const candidate = client as Record<string, unknown>;
+  // node-redis cluster: sendCommand(firstKey, isReadonly, args); isReadonly false keeps reads on the master.
+  if (typeof candidate.sendCommand === 'function' && typeof candidate.getSlotMaster === 'function') {
+    const send = candidate.sendCommand as (key: string, readonly: boolean, args: string[]) => Promise<unknown>;
+    return (key, args) => send.call(client, key, false, args);
+  }
+  // ioredis (standalone and Cluster): call(command, ...args) routes by the command's keys.
+  if (typeof candidate.call === 'function') {
+    const call = candidate.call as (command: string, ...args: string[]) => Promise<unknown>;
+    return (_key, [command, ...args]) => call.call(client, command!, ...args);
+  }
+  if (typeof candidate.sendCommand === 'function') {
+    const send = candidate.sendCommand as (args: string[]) => Promise<unknown>;
+    return (_key, args) => send.call(client, args);
+  }
+  return undefined;
+}
+
+export function createRedisStore(options: RedisStoreOptions): PartitionStore {
+  const send = sender(options?.client);
+  if (!send) {
+    throw new KeychainCacheError('INVALID_OPTION', 'createRedisStore needs { client }: a connected node-redis client or cluster ' +
+      '(createClient / createCluster), an ioredis Redis or Cluster, or an object with sendCommand(args: string[]).');
+  }
+  const prefix = options.keyPrefix ?? 'msal-cache:';
+  if (typeof prefix !== 'string') throw new KeychainCacheError('INVALID_OPTION', `keyPrefix must be a string; got a ${typeof prefix}.`);
+  const timeoutMs = optionalTimeout(options.timeoutMs, 'timeoutMs', 5000);
+  const tombstoneTtlMs = optionalDuration(options.tombstoneTtlMs, 'tombstoneTtlMs', 1000,
+    'It must outlast any request that reads a partition.') ?? defaultTombstoneTtlMs;
+
+  const command = async (key: string, args: string[]): Promise<unknown> => {
     let timer: NodeJS.Timeout | undefined;
     try {
       return await Promise.race([
-        client.sendCommand(args),
+        send(key, args),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
         }),
@@ -51,24 +97,34 @@ export function createRedisStore(options: RedisStoreOptions): PartitionStore {
       clearTimeout(timer);
     }
   };
+  const text = (value: unknown) => (Buffer.isBuffer(value) ? value.toString('utf8') : String(value));
 
   return {
     async get(partitionKey) {
-      const reply = await command(['HMGET', prefix + partitionKey, 'v', 'd']) as [string | null, string | null];
-      if (!Array.isArray(reply) || reply[0] === null || reply[1] === null) return null;
-      return { version: String(reply[0]), value: Buffer.from(String(reply[1]), 'base64') };
+      const key = prefix + partitionKey;
+      const reply = await command(key, ['HMGET', key, 'v', 'd']) as [unknown, unknown];
+      if (!Array.isArray(reply) || reply[0] === null || reply[0] === undefined || reply[1] === null || reply[1] === undefined) return null;
+      return { version: text(reply[0]), value: Buffer.from(text(reply[1]), 'base64') };
+    },
+    async version(partitionKey) {
+      const key = prefix + partitionKey;
+      const reply = await command(key, ['HGET', key, 'v']);
+      return reply === null || reply === undefined ? null : text(reply);
     },
     async compareAndSet(partitionKey, value, expectedVersion, ttlMs) {
+      const key = prefix + partitionKey;
       const version = randomHex(12);
-      const written = await command(['EVAL', compareAndSetScript, '1', prefix + partitionKey, expectedVersion ?? '', version,
+      const written = await command(key, ['EVAL', compareAndSetScript, '1', key, expectedVersion ?? '', version,
         value.toString('base64'), String(ttlMs && ttlMs > 0 ? Math.ceil(ttlMs) : 0)]);
       return Number(written) === 1 ? version : null;
     },
     async delete(partitionKey) {
-      return Number(await command(['DEL', prefix + partitionKey])) === 1;
+      const key = prefix + partitionKey;
+      return Number(await command(key, ['EVAL', signOutScript, '1', key, randomHex(12), String(tombstoneTtlMs)])) === 1;
     },
     async touch(partitionKey, ttlMs) {
-      await command(['PEXPIRE', prefix + partitionKey, String(Math.ceil(ttlMs))]);
+      const key = prefix + partitionKey;
+      await command(key, ['PEXPIRE', key, String(Math.ceil(ttlMs))]);
     },
   };
 }
