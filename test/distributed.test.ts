@@ -6,7 +6,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createBlobCipher, createFileStore, createPartitionedCachePlugin, keyFromPersistence, mergeCaches, partitionKeys } from '../src/distributed/index.js';
+import {
+  createBlobCipher, createFileStore, createPartitionedCachePlugin, createRedisStore, keyFromPersistence, mergeCaches, partitionKeys,
+} from '../src/distributed/index.js';
 import { createPersistence } from '../src/index.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
 import { forChild, isLinux, recordingLogger, repoRoot, storeOptions, tempDir, webApp, webSignIn as signIn } from './helpers.js';
@@ -173,5 +175,54 @@ describe('a blob key kept in the OS secret store', () => {
     await persistence.save('{"aes256Key":"c2hvcnQ="}');
     await expect(keyFromPersistence(persistence, { allowUnencrypted: true })).rejects.toMatchObject({ code: 'CACHE_CORRUPT' });
     expect(await persistence.load()).toBe('{"aes256Key":"c2hvcnQ="}');
+  });
+});
+
+describe('distributed options are checked at creation (INVALID_OPTION)', () => {
+  it('ttlMs, maxAttempts, memoryEntries, tombstoneTtlMs and the Redis timeout take only sensible numbers', async () => {
+    const store = await createFileStore({ directory: await tempDir() });
+    const cipher = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
+    const plugin = (extra: object) => () => createPartitionedCachePlugin({ store, cipher, partitionKey: 'p', ...extra });
+    for (const ttlMs of [0, -1, 0.4, 999, 1500.5, Number.NaN, Number.POSITIVE_INFINITY, '60000', null]) {
+      expect(plugin({ ttlMs }), `ttlMs ${String(ttlMs)}`).toThrow(expect.objectContaining({ code: 'INVALID_OPTION', message: expect.stringContaining('ttlMs') }));
+    }
+    for (const maxAttempts of [0, -3, 1.5, Number.NaN, 1e9, '5']) {
+      expect(plugin({ maxAttempts }), `maxAttempts ${String(maxAttempts)}`).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    }
+    for (const memoryEntries of [-1, 2.5, Number.POSITIVE_INFINITY]) {
+      expect(plugin({ memoryEntries })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    }
+    expect(plugin({ cipher: { seal: 1 } })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    expect(plugin({ ttlMs: 1000, maxAttempts: 1, memoryEntries: 0 })).not.toThrow();
+    const client = { sendCommand: async () => null };
+    for (const timeoutMs of [0, -5, Number.NaN, 0.5, 2 ** 31, 'soon']) {
+      expect(() => createRedisStore({ client, timeoutMs: timeoutMs as number })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    }
+    for (const tombstoneTtlMs of [0, 10, Number.NaN]) {
+      expect(() => createRedisStore({ client, tombstoneTtlMs })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+      await expect(createFileStore({ directory: await tempDir(), tombstoneTtlMs })).rejects.toMatchObject({ code: 'INVALID_OPTION' });
+    }
+    expect(() => createRedisStore({ client: {} as never })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    expect(() => createBlobCipher({ keys: { k: undefined as never }, currentKeyId: 'k' })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+  });
+
+  it('key ids from a blob header (anyone who can write the store picks them) are escaped and cut in errors and logs', async () => {
+    const store = await createFileStore({ directory: await tempDir() });
+    const cipher = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
+    const hostile = `evil\n[FATAL] fake log line \u001b[31m${'x'.repeat(200)}`;
+    const forged = createBlobCipher({ keys: { [hostile]: k2 }, currentKeyId: hostile });
+    await store.compareAndSet('user:hostile', forged.seal('{}', 'user:hostile'), null);
+    const log = recordingLogger();
+    const endpoint = createTokenEndpoint();
+    const app = webApp(store, cipher, 'user:hostile', endpoint, { loggerOptions: log.loggerOptions });
+    expect(await app.getTokenCache().getAllAccounts()).toEqual([]);
+    const refused = await signIn(app, 'hostile').catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'DECRYPT_FAILED' });
+    for (const text of [...log.lines.map((l) => l.message), (refused as Error).message]) {
+      expect(text).not.toMatch(/[\n\u001b]/);
+      expect(text).not.toContain('x'.repeat(60));
+      expect(text).not.toContain('[FATAL] fake log line \u001b');
+    }
+    expect(log.lines.filter((l) => l.level === 0)).toHaveLength(1);
   });
 });

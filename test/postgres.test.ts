@@ -52,6 +52,24 @@ describe('PostgreSQL store (real postgres)', () => {
     expect(await store.get('user:expiring')).not.toBeNull();
   });
 
+  it('expiry follows the database clock, not the app server\'s: an app clock an hour behind or ahead changes nothing', async () => {
+    const realNow = Date.now;
+    const endpoint = createTokenEndpoint();
+    try {
+      for (const [user, skew] of [['behind', -3600_000], ['ahead', 3600_000]] as const) {
+        Date.now = () => realNow() + skew;
+        await signIn(webApp(store, cipher, `user:clock-${user}`, endpoint, { ttlMs: 60_000 }), user);
+        const { rows } = await pool.query(`SELECT extract(epoch FROM expires_at - now()) * 1000 AS ms FROM msal_token_cache WHERE partition_key = $1`,
+          [`user:clock-${user}`]);
+        expect(Number(rows[0].ms)).toBeGreaterThan(50_000);
+        expect(Number(rows[0].ms)).toBeLessThanOrEqual(60_000);
+        expect(await store.get(`user:clock-${user}`)).not.toBeNull();
+      }
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   it('refuses a table name that is not a plain identifier', () => {
     expect(() => createPostgresStore({ pool, table: 'x; drop table y' })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
   });
