@@ -169,6 +169,27 @@ export function storeSafetyContract(subject: () => StoreSubject, prefix: string)
     expect(await webApp(store, otherHost, key, endpoint).getTokenCache().getAllAccounts()).toHaveLength(1);
   });
 
+  it('no stale token after another instance (a process) writes: what this process decrypted before is not served again', async () => {
+    const { store, workerArgs } = subject();
+    const user = `${prefix}-fresh`;
+    const key = `user:${user}`;
+    const endpoint = createTokenEndpoint();
+    await webSignIn(webApp(store, storeCipher, key, endpoint), user);
+    // This process reads (and keeps the decrypted partition in memory) ...
+    const [account] = await webApp(store, storeCipher, key, endpoint).getTokenCache().getAllAccounts();
+    // ... another instance refreshes the user's tokens for a new scope ...
+    const run = await runFixture('distributed-worker', { ...workerArgs, mode: 'refresh', users: [user], scope: 'New.Read', keys: storeKeys, currentKeyId: 'k1' });
+    expect(run.code, run.stderr).toBe(0);
+    // ... and the next request here is served that token from the cache, with no request to the token endpoint.
+    endpoint.refuse = true;
+    const next = webApp(store, storeCipher, key, endpoint);
+    const result = await next.acquireTokenSilent({ account: account!, scopes: ['New.Read'] });
+    expect(result.fromCache).toBe(true);
+    expect(endpoint.requests.refresh_token ?? 0).toBe(0);
+    const fromOther = targetsOf(storeCipher, (await store.get(key))!.value, key).find((target) => target.includes('new.read'));
+    expect(fromOther).toBeDefined();
+  });
+
   it('one plugin without partitionKey, reused for every sign-in: each user lands in their own partition, decided per request', async () => {
     const { store } = subject();
     const endpoint = createTokenEndpoint();
