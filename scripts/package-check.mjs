@@ -28,7 +28,7 @@ const standIn = join(repoRoot, 'scripts', 'safe-storage-stand-in.mjs');
 export const expectedExports = ['KeychainCacheError', 'KeychainCachePlugin', 'createCachePlugin', 'createPersistence',
   'defaultCachePath', 'errorCodes', 'isKeychainCacheError'];
 export const expectedSelfTestExports = ['formatReport', 'runSelfTest'];
-export const expectedDistributedExports = ['BlobUnreadableError', 'createBlobCipher', 'createFileStore', 'createPartitionedCachePlugin', 'createPostgresStore', 'createRedisStore', 'keyFromPersistence', 'mergeCaches', 'partitionKeys'];
+export const expectedDistributedExports = ['BlobUnreadableError', 'createBlobCipher', 'createFileStore', 'createPartitionedCachePlugin', 'createPostgresStore', 'createRedisStore', 'createSessionStore', 'keyFromPersistence', 'mergeCaches', 'partitionKeys'];
 
 function check(condition, message) {
   if (!condition) throw new Error(message);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  createBlobCipher, createFileStore, createPartitionedCachePlugin, createRedisStore, keyFromPersistence, mergeCaches, partitionKeys,
+  createBlobCipher, createFileStore, createPartitionedCachePlugin, createRedisStore, createSessionStore, keyFromPersistence, mergeCaches, partitionKeys,
 } from '../src/distributed/index.js';
 import { createPersistence } from '../src/index.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
@@ -224,5 +224,40 @@ describe('distributed options are checked at creation (INVALID_OPTION)', () => {
       expect(text).not.toContain('[FATAL] fake log line \u001b');
     }
     expect(log.lines.filter((l) => l.level === 0)).toHaveLength(1);
+  });
+});
+
+describe('session store (the cache in the user\'s own session)', () => {
+  const cipher = createBlobCipher({ keys: { k1 }, currentKeyId: 'k1' });
+  it('keeps the user\'s cache sealed in the session, compare-and-set within the request, tombstone on sign-out', async () => {
+    const request: { session: Record<string, unknown> } = { session: {} };
+    const store = createSessionStore({ request });
+    const endpoint = createTokenEndpoint();
+    const key = partitionKeys.forAccount('session-user');
+    await signIn(webApp(store, cipher, key, endpoint), 'session-user');
+    const kept = JSON.stringify(request.session);
+    expect(kept).not.toContain('secret');
+    expect(kept).not.toMatch(/AccessToken|RefreshToken/);
+    endpoint.refuse = true;
+    const [account] = await webApp(store, cipher, key, endpoint).getTokenCache().getAllAccounts();
+    expect((await webApp(store, cipher, key, endpoint).acquireTokenSilent({ account: account!, scopes: ['User.Read'] })).fromCache).toBe(true);
+    const version = (await store.get(key))!.version;
+    expect(await store.compareAndSet(key, Buffer.from('x'), 'not-the-version')).toBeNull();
+    expect(await store.delete(key)).toBe(true);
+    expect((await store.get(key))?.value).toHaveLength(0);
+    expect((await store.get(key))?.version).not.toBe(version);
+    expect(await webApp(store, cipher, key, endpoint).getTokenCache().getAllAccounts()).toEqual([]);
+  });
+
+  it('a cache the session cannot hold (a cookie session\'s few KB) is a clear STORE_FAILED, and the session keeps what it had', async () => {
+    const request: { session: Record<string, unknown> } = { session: { other: 'kept' } };
+    const store = createSessionStore({ request, maxBytes: 1000 });
+    const endpoint = createTokenEndpoint();
+    const failure = await signIn(webApp(store, cipher, partitionKeys.forAccount('big'), endpoint), 'big').catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: 'STORE_FAILED', message: expect.stringContaining('cookie-backed session') });
+    expect(request.session).toEqual({ other: 'kept' });
+    expect(() => createSessionStore({ request, maxBytes: 10 })).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    expect(() => createSessionStore({} as never)).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    await expect(createSessionStore({ request: {} }).get('p')).rejects.toMatchObject({ code: 'STORE_FAILED' });
   });
 });

@@ -76,7 +76,7 @@ describe('PostgreSQL store (real postgres)', () => {
 
   it('the example web app picks this store from MSAL_CACHE_STORE=postgres', async () => {
     const { store: chosen, close } = await storeFromEnv({ MSAL_CACHE_STORE: 'postgres', DATABASE_URL: server.connectionString });
-    const version = await chosen.compareAndSet('example-env', Buffer.from('x'), null);
+    const version = await chosen!.compareAndSet('example-env', Buffer.from('x'), null);
     expect(await store.get('example-env')).toEqual({ version, value: Buffer.from('x') });
     await close();
   });

@@ -65,7 +65,7 @@ describe('Redis store (real redis-server)', () => {
 
   it('the example web app picks this store from MSAL_CACHE_STORE=redis', async () => {
     const { store: chosen, close } = await storeFromEnv({ MSAL_CACHE_STORE: 'redis', REDIS_URL: redis.url });
-    const version = await chosen.compareAndSet('example-env', Buffer.from('x'), null);
+    const version = await chosen!.compareAndSet('example-env', Buffer.from('x'), null);
     expect(await store.get('example-env')).toEqual({ version, value: Buffer.from('x') });
     await close();
   });

@@ -1,6 +1,7 @@
 // A web app (Express + session) that signs users in with the auth code flow and keeps one encrypted token
 // cache per signed-in user through msal-keychain-cache/distributed. No server needed by default (embedded
-// file store); MSAL_CACHE_STORE=redis (REDIS_URL) or =postgres (DATABASE_URL) for several app instances.
+// file store); MSAL_CACHE_STORE=redis (REDIS_URL) or =postgres (DATABASE_URL) for several app instances, or
+// =session to keep each user's cache in their own session (see the README on what a session store guarantees).
 //
 //   MSAL_CLIENT_ID=... MSAL_CLIENT_SECRET=... CACHE_KEY=$(openssl rand -base64 32) SESSION_SECRET=... node server.mjs
 import { randomBytes } from 'node:crypto';
@@ -9,7 +10,7 @@ import { ConfidentialClientApplication } from '@azure/msal-node';
 import express from 'express';
 import session from 'express-session';
 import {
-  createBlobCipher, createFileStore, createPartitionedCachePlugin, createPostgresStore, createRedisStore, partitionKeys,
+  createBlobCipher, createFileStore, createPartitionedCachePlugin, createPostgresStore, createRedisStore, createSessionStore, partitionKeys,
 } from 'msal-keychain-cache/distributed';
 
 /** Picks the store from the environment: { store, close }. */
@@ -29,10 +30,13 @@ export async function storeFromEnv(env) {
       await store.ensureSchema();
       return { store, close: () => pool.end() };
     }
+    case 'session':
+      // One store per request, over that request's session: see cacheStoreFor below.
+      return { store: undefined, close: async () => undefined };
     case 'file':
       return { store: await createFileStore({ directory: env.CACHE_DIRECTORY ?? './token-caches' }), close: async () => undefined };
     default:
-      throw new Error(`MSAL_CACHE_STORE must be file, redis or postgres; got '${env.MSAL_CACHE_STORE}'.`);
+      throw new Error(`MSAL_CACHE_STORE must be file, redis, postgres or session; got '${env.MSAL_CACHE_STORE}'.`);
   }
 }
 
@@ -42,14 +46,15 @@ export async function storeFromEnv(env) {
  */
 export async function createWebApp({ env = process.env, store, system = {} } = {}) {
   const chosen = store ? { store, close: async () => undefined } : await storeFromEnv(env);
-  const cacheStore = chosen.store;
+  // The session store lives in each request's session; the others are one store for the whole app.
+  const cacheStoreFor = (req) => chosen.store ?? createSessionStore({ request: req });
   const cipher = createBlobCipher({ keys: { primary: env.CACHE_KEY }, currentKeyId: 'primary' });
   const scopes = ['User.Read'];
   const redirectUri = env.REDIRECT_URI ?? 'http://localhost:3000/redirect';
   // One msal client per request, its cache plugin bound to this user's partition.
-  const msalFor = (partitionKey) => new ConfidentialClientApplication({
+  const msalFor = (req, partitionKey) => new ConfidentialClientApplication({
     auth: { clientId: env.MSAL_CLIENT_ID, clientSecret: env.MSAL_CLIENT_SECRET, authority: env.MSAL_AUTHORITY ?? 'https://login.microsoftonline.com/organizations' },
-    cache: { cachePlugin: createPartitionedCachePlugin({ store: cacheStore, cipher, partitionKey, ttlMs: 7 * 24 * 3600_000 }) },
+    cache: { cachePlugin: createPartitionedCachePlugin({ store: cacheStoreFor(req), cipher, partitionKey, ttlMs: 7 * 24 * 3600_000 }) },
     system,
   });
 
@@ -59,21 +64,21 @@ export async function createWebApp({ env = process.env, store, system = {} } = {
 
   app.get('/login', async (req, res) => {
     req.session.state = randomBytes(16).toString('hex');
-    res.redirect(await msalFor(undefined).getAuthCodeUrl({ scopes, redirectUri, state: req.session.state }));
+    res.redirect(await msalFor(req, undefined).getAuthCodeUrl({ scopes, redirectUri, state: req.session.state }));
   });
 
   app.get('/redirect', async (req, res) => {
     if (typeof req.query.code !== 'string' || req.query.state !== req.session.state) return res.status(400).send('Bad sign-in response.');
     // The user is not known until the code is redeemed: no partitionKey, so the plugin files the new
     // cache under the account that signed in.
-    const result = await msalFor(undefined).acquireTokenByCode({ code: req.query.code, scopes, redirectUri });
+    const result = await msalFor(req, undefined).acquireTokenByCode({ code: req.query.code, scopes, redirectUri });
     req.session.homeAccountId = result.account.homeAccountId;
     res.redirect('/me');
   });
 
   app.get('/me', async (req, res) => {
     if (!req.session.homeAccountId) return res.status(401).send('Not signed in: /login');
-    const msal = msalFor(partitionKeys.forAccount(req.session.homeAccountId));
+    const msal = msalFor(req, partitionKeys.forAccount(req.session.homeAccountId));
     const account = await msal.getTokenCache().getAccountByHomeId(req.session.homeAccountId);
     if (!account) return res.status(401).send('Session expired: /login');
     const result = await msal.acquireTokenSilent({ account, scopes });
@@ -81,7 +86,7 @@ export async function createWebApp({ env = process.env, store, system = {} } = {
   });
 
   app.get('/logout', async (req, res) => {
-    if (req.session.homeAccountId) await cacheStore.delete(partitionKeys.forAccount(req.session.homeAccountId));
+    if (req.session.homeAccountId) await cacheStoreFor(req).delete(partitionKeys.forAccount(req.session.homeAccountId));
     req.session.destroy(() => res.send('Signed out.'));
   });
 

@@ -4,7 +4,8 @@ export { BlobUnreadableError, createBlobCipher, type BlobCipher, type BlobCipher
 export { createFileStore, type FileStoreOptions } from './file-store.js';
 export { keyFromPersistence, type KeyFromPersistenceOptions } from './os-key.js';
 export { createPostgresStore, type PostgresStore, type PostgresStoreOptions, type SqlQueryable } from './postgres-store.js';
-export { createRedisStore, type RedisCommandClient, type RedisStoreOptions } from './redis-store.js';
+export { createRedisStore, type RedisClientLike, type RedisCommandClient, type RedisStoreOptions } from './redis-store.js';
+export { createSessionStore, type SessionLike, type SessionStoreOptions } from './session-store.js';
 export { createPartitionedCachePlugin, partitionKeys, type PartitionedCachePluginOptions } from './partitioned-plugin.js';
 export { mergeCaches } from '../cache-json.js';
 export type { PartitionStore, VersionedBlob } from './store.js';
