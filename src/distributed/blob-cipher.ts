@@ -38,7 +38,7 @@ export interface BlobCipher {
 /** Why a blob could not be opened: a key id this instance is not configured with, or bytes that do not authenticate. */
 export type UnreadableReason = 'unknown-key' | 'corrupt';
 
-/** DECRYPT_FAILED with the reason and the blob's key id (printable, for logs: the header is attacker-controlled). */
+/** DECRYPT_FAILED with the reason and the blob's key id, raw (anyone who can write the store picks it: printableKeyId for logs). */
 export class BlobUnreadableError extends KeychainCacheError {
   constructor(readonly reason: UnreadableReason, readonly keyId: string | undefined, message: string, options?: { cause?: unknown }) {
     super('DECRYPT_FAILED', message, options);

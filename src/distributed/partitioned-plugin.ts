@@ -7,17 +7,16 @@
 // What a request may do to the store:
 // - A read never writes. A blob this instance cannot open is left as it is (during a key rotation another
 //   instance can still read it); the request sees an empty cache.
-// - A write over a blob this instance cannot open: refused with DECRYPT_FAILED when the blob names a key id
-//   this instance lacks (a configuration error: another instance can read it); over bytes that do not
-//   authenticate (tampered, damaged, or another key under the same id), the bytes are first kept aside
-//   under `<partition>#unreadable-<version>`, then replaced, so a new sign-in always works and nothing is
-//   destroyed.
-// - A sign-out (store.delete) leaves a tombstone. A write that read the partition before the sign-out is
-//   dropped, never merged back: every blob carries the sign-out it follows (its epoch), so even a sign-in
-//   after the sign-out does not take in a request that started before it.
+// - A write (a new sign-in, a refresh) over a blob this instance cannot open first keeps its bytes aside, under
+//   `<partition>#unreadable-<hash of the bytes>` with no expiry, then writes: a user can always sign in again,
+//   and nothing is destroyed. A blob that names a key id this instance lacks is reported as the configuration
+//   error it is (once per key id), never as corruption; reads leave it alone for the instances that have the key.
+// - A sign-out (store.delete) leaves a tombstone. Every blob carries the sign-out it follows (its epoch), and a
+//   client remembers the epoch it first read: a write whose request read before a sign-out is dropped, never
+//   merged back, even when msal re-reads just before saving and the user has signed in again meanwhile.
 import { createHash } from 'node:crypto';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
-import { accountsIn, mergeCaches, replaceMemory } from '../cache-json.js';
+import { accountsIn, mergeCaches, parseCacheJson, replaceMemory } from '../cache-json.js';
 import { isKeychainCacheError, KeychainCacheError } from '../errors.js';
 import { createLogger, type Logger, type LoggerOptions } from '../logger.js';
 import { type BlobCipher, type BlobUnreadableError, printableKeyId, type UnreadableReason } from './blob-cipher.js';
@@ -97,6 +96,11 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
   if (!store || typeof store.get !== 'function' || typeof store.compareAndSet !== 'function') {
     throw new KeychainCacheError('INVALID_OPTION', 'store must be a PartitionStore (createFileStore, createRedisStore, createPostgresStore, createSessionStore).');
   }
+  for (const method of ['delete', 'version', 'touch'] as const) {
+    if (store[method] !== undefined && typeof store[method] !== 'function') {
+      throw new KeychainCacheError('INVALID_OPTION', `store.${method} must be a function (or left out where optional); got a ${typeof store[method]}.`);
+    }
+  }
   if (fixedKey !== undefined && (typeof fixedKey !== 'string' || fixedKey === '')) {
     throw new KeychainCacheError('INVALID_OPTION', 'partitionKey must be a non-empty string: partitionKeys.forAccount(account) for a user, ' +
       'forApp(...) for app tokens; or leave it out on the sign-in redirect.');
@@ -169,19 +173,22 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
     }
   };
 
-  /** Makes a blob this instance cannot open safe to replace, or refuses: see the top of this file. */
+  /** Keeps the bytes of a blob this instance cannot open, before a write replaces them. */
   const beforeReplacing = async (key: string, loaded: Loaded): Promise<void> => {
     const unreadable = loaded.unreadable;
     if (!unreadable) return;
-    if (unreadable.reason === 'unknown-key') {
-      throw new KeychainCacheError('DECRYPT_FAILED', `Not saved: the stored cache of this partition is sealed with key id ` +
-        `${printableKeyId(unreadable.keyId ?? '')}, which this instance is not configured with, and replacing it would destroy tokens ` +
-        'other instances can read. Configure this instance with every key id in use (keys of createBlobCipher).');
+    // Named by the bytes' hash: a second, different damage is kept beside the first, the same one is kept once.
+    const suffix = `#unreadable-${createHash('sha256').update(unreadable.bytes).digest('hex').slice(0, 32)}`;
+    if ((await store.compareAndSet(key + suffix, unreadable.bytes, null)) === null) {
+      const already = await store.get(key + suffix);
+      if (!already || !already.value.equals(unreadable.bytes)) {
+        throw new KeychainCacheError('STORE_FAILED', 'Not saved: the stored cache of this partition cannot be opened here, and its bytes ' +
+          `could not be kept aside (partition key + '${suffix}' holds other bytes). Nothing was replaced.`);
+      }
     }
-    const aside = `${key}#unreadable-${unreadable.version}`;
-    await store.compareAndSet(aside, unreadable.bytes, null, ttlMs);
-    logger.warning(`DECRYPT_FAILED: the stored cache of one partition could not be decrypted; its bytes were kept as partition ` +
-      `${JSON.stringify(aside).slice(0, 200)} and the partition is written anew.`);
+    logger.warning(`${unreadable.reason === 'unknown-key' ? 'Key id not configured' : 'DECRYPT_FAILED'}: the stored cache of one partition ` +
+      `could not be opened here; its bytes were kept aside as that partition key + '${suffix}' (no expiry: delete it once restored or ` +
+      'no longer needed), and the partition is written anew.');
   };
 
   /** Hands MSAL a cache; text MSAL cannot read starts empty (it is replaced on the next write). */
@@ -197,29 +204,40 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
 
   // What each msal client (its TokenCache) read last: one plugin may serve several clients at once.
   const reads = new WeakMap<object, Loaded>();
+  // The epoch each client's memory comes from (its first read, or its last write): msal reads again right before
+  // it saves, and a sign-out between a request's first read and that save must still drop the request's write.
+  const origins = new WeakMap<object, string>();
 
-  const write = async (context: TokenCacheContext, key: string, base: Loaded, ours: string): Promise<void> => {
+  const dropped = (context: TokenCacheContext, latest: Loaded): void => {
+    logger.info('The partition was signed out while this request used it; its changes are dropped (sign-out is final).');
+    reads.set(context.tokenCache, latest);
+    origins.set(context.tokenCache, latest.tombstone ? latest.version! : latest.epoch);
+    apply(context, latest.text);
+  };
+
+  const write = async (context: TokenCacheContext, key: string, base: Loaded, ours: string, origin: string): Promise<void> => {
     let latest = base;
     let candidate = ours;
     let previous = base.text;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      // Signed out since this client's memory was read: a tombstone, or a sign-in after one.
+      if (latest.tombstone ? latest.version !== origin : latest.epoch !== origin) return dropped(context, latest);
+      // Nothing to keep: msal marks every save as a change, even one that stored nothing (a refresh of an account
+      // that is gone); a tombstone stays a tombstone, with its expiry.
+      if (latest.tombstone && !hasEntities(candidate)) return;
       await beforeReplacing(key, latest);
       const epoch = latest.tombstone ? latest.version! : latest.epoch;
       const written = await store.compareAndSet(key, seal(withEpoch(candidate, epoch), key), latest.version, ttlMs);
       if (written !== null) {
         rememberPartition(key, { version: written, text: candidate, epoch, opener });
         reads.set(context.tokenCache, { version: written, text: candidate, epoch, tombstone: false });
+        origins.set(context.tokenCache, epoch);
         apply(context, candidate);
         return;
       }
       // Another instance wrote in between: merge our changes into theirs and try again, unless it signed out.
       latest = await load(key);
-      if (latest.epoch !== base.epoch || (latest.tombstone && latest.version !== base.version)) {
-        logger.info('The partition was signed out while this request used it; its changes are dropped (sign-out is final).');
-        reads.set(context.tokenCache, latest);
-        apply(context, '{}');
-        return;
-      }
+      if (latest.tombstone ? latest.version !== origin : latest.epoch !== origin) return dropped(context, latest);
       candidate = mergeCaches(previous, candidate, latest.text);
       previous = latest.text;
       logger.verbose(`Cache write conflict in one partition (attempt ${attempt}); merged and retrying.`);
@@ -240,6 +258,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       }
       const loaded = await load(fixedKey);
       reads.set(context.tokenCache, loaded);
+      if (!origins.has(context.tokenCache)) origins.set(context.tokenCache, loaded.tombstone ? loaded.version! : loaded.epoch);
       // Sliding expiry: a partition in use does not expire between writes.
       if (ttlMs && loaded.version !== null && !loaded.tombstone) await store.touch?.(fixedKey, ttlMs);
       apply(context, loaded.text);
@@ -250,7 +269,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       if (!context.cacheHasChanged) return;
       const ours = context.tokenCache.serialize();
       const read = reads.get(context.tokenCache) ?? { version: null, text: '{}', epoch: '', tombstone: false };
-      if (fixedKey !== undefined) return write(context, fixedKey, read, ours);
+      if (fixedKey !== undefined) return write(context, fixedKey, read, ours, origins.get(context.tokenCache) ?? read.epoch);
       const homeAccountIds = new Set([...(accountsIn(ours)?.values() ?? [])].map((account) => account.homeAccountId));
       if (homeAccountIds.size !== 1) {
         throw new KeychainCacheError('INVALID_OPTION', homeAccountIds.size === 0
@@ -259,9 +278,15 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       }
       const key = partitionKeys.forAccount([...homeAccountIds][0]!);
       const latest = await load(key);
-      return write(context, key, latest, mergeCaches(read.text, ours, latest.text));
+      return write(context, key, latest, mergeCaches(read.text, ours, latest.text), latest.tombstone ? latest.version! : latest.epoch);
     },
   };
+}
+
+/** Whether a serialized cache holds any entity (an account, a token). */
+function hasEntities(text: string): boolean {
+  const parsed = parseCacheJson(text);
+  return parsed === undefined || Object.values(parsed).some((section) => typeof section === 'object' && section !== null && Object.keys(section).length > 0);
 }
 
 function reportUnreadable(logger: Logger, opener: object, reason: UnreadableReason, keyId: string | undefined, message: string): void {
@@ -275,5 +300,5 @@ function reportUnreadable(logger: Logger, opener: object, reason: UnreadableReas
   if (reported.has(id)) return;
   reported.add(id);
   logger.error(`Configuration error (logged once per key id): ${message} Until then, requests here see no cache for such ` +
-    'partitions and leave them untouched.');
+    'partitions and leave them as they are; a sign-in here keeps their bytes aside before writing.');
 }
