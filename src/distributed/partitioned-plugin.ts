@@ -191,10 +191,20 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       'no longer needed), and the partition is written anew.');
   };
 
+  // Which version each client's msal memory holds exactly (set by a read, kept by reads that changed nothing):
+  // a request reads several times (accounts, then the token), and an unchanged version needs no second parse.
+  const inMemory = new WeakMap<object, string>();
+  // Clients this plugin filled before: a new client's memory is empty, and needs no clearing first.
+  const filled = new WeakSet<object>();
+
   /** Hands MSAL a cache; text MSAL cannot read starts empty (it is replaced on the next write). */
-  const apply = (context: TokenCacheContext, text: string): void => {
+  const apply = (context: TokenCacheContext, text: string, version?: string | null): void => {
+    inMemory.delete(context.tokenCache);
     try {
-      replaceMemory(context, text);
+      if (filled.has(context.tokenCache)) replaceMemory(context, text);
+      else context.tokenCache.deserialize(text);
+      filled.add(context.tokenCache);
+      if (version) inMemory.set(context.tokenCache, version);
     } catch (error) {
       logger.warning(`The cache of one partition could not be read by MSAL (${error instanceof Error ? error.name : 'error'}, ` +
         `${text.length} characters); it starts empty and is replaced on the next write.`);
@@ -232,7 +242,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
         rememberPartition(key, { version: written, text: candidate, epoch, opener });
         reads.set(context.tokenCache, { version: written, text: candidate, epoch, tombstone: false });
         origins.set(context.tokenCache, epoch);
-        apply(context, candidate);
+        apply(context, candidate, written);
         return;
       }
       // Another instance wrote in between: merge our changes into theirs and try again, unless it signed out.
@@ -261,12 +271,16 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       if (!origins.has(context.tokenCache)) origins.set(context.tokenCache, loaded.tombstone ? loaded.version! : loaded.epoch);
       // Sliding expiry: a partition in use does not expire between writes.
       if (ttlMs && loaded.version !== null && !loaded.tombstone) await store.touch?.(fixedKey, ttlMs);
-      apply(context, loaded.text);
+      const live = loaded.version !== null && !loaded.tombstone && !loaded.unreadable ? loaded.version : undefined;
+      // The same version as the client's memory holds already: nothing to hand over.
+      if (live !== undefined && inMemory.get(context.tokenCache) === live) return;
+      apply(context, loaded.text, live);
     },
     async afterCacheAccess(context: TokenCacheContext) {
       // A read never writes: not an old key's blob (another instance may not have the new key yet), not an
       // unreadable one, not a tombstone.
       if (!context.cacheHasChanged) return;
+      inMemory.delete(context.tokenCache);
       const ours = context.tokenCache.serialize();
       const read = reads.get(context.tokenCache) ?? { version: null, text: '{}', epoch: '', tombstone: false };
       if (fixedKey !== undefined) return write(context, fixedKey, read, ours, origins.get(context.tokenCache) ?? read.epoch);
