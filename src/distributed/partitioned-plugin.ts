@@ -19,7 +19,7 @@ import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import { accountsIn, mergeCaches, parseCacheJson, replaceMemory } from '../cache-json.js';
 import { isKeychainCacheError, KeychainCacheError } from '../errors.js';
 import { createLogger, type Logger, type LoggerOptions } from '../logger.js';
-import { type BlobCipher, type BlobUnreadableError, printableKeyId, type UnreadableReason } from './blob-cipher.js';
+import { type BlobCipher, type BlobUnreadableError, type UnreadableReason } from './blob-cipher.js';
 import { optionalCount, optionalDuration } from './checks.js';
 import type { PartitionStore } from './store.js';
 
@@ -67,7 +67,7 @@ interface Loaded {
   /** The sign-out this partition's content follows ('' for none): a tombstone's version, inherited by later writes. */
   epoch: string;
   tombstone: boolean;
-  unreadable?: { reason: UnreadableReason; keyId: string | undefined; bytes: Buffer; version: string };
+  unreadable?: { reason: UnreadableReason; bytes: Buffer };
 }
 
 // Sealed text: an optional first line naming the epoch, then msal's JSON (which never starts with this).
@@ -168,7 +168,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       reportUnreadable(logger, opener, reason, keyId, error.message);
       return {
         version: stored.version, text: '{}', epoch: '', tombstone: false,
-        unreadable: { reason, keyId, bytes: stored.value, version: stored.version },
+        unreadable: { reason, bytes: stored.value },
       };
     }
   };
