@@ -87,6 +87,22 @@ const remembered = new WeakMap<PartitionStore, Map<string, Remembered>>();
 const reportedKeyIds = new WeakMap<object, Set<string>>();
 const plaintextOpener = {};
 
+/** What one msal client (TokenCache) did with its plugin: the plugin (`owner`) whose accesses these are. */
+interface ClientState {
+  owner: object;
+  /** What the client's last access read (or its last write stored). */
+  read: Loaded | undefined;
+  /** The epoch the client's memory comes from: its first read, or its last write (msal reads again right before it
+   *  saves, and a sign-out between a request's first read and that save must still drop the request's write). */
+  origin: string | undefined;
+  /** The version the client's msal memory holds exactly: a request reads several times (accounts, then the token),
+   *  and an unchanged version needs no second parse. */
+  inMemory: string | undefined;
+  /** Whether msal's memory may hold anything (then it is cleared before it is filled again). */
+  filled: boolean;
+}
+const clients = new WeakMap<object, ClientState>();
+
 export function createPartitionedCachePlugin(options: PartitionedCachePluginOptions): ICachePlugin & { readonly partitionKey: string | undefined } {
   if (typeof options !== 'object' || options === null) {
     throw new KeychainCacheError('INVALID_OPTION', 'createPartitionedCachePlugin needs an options object: { store, cipher, partitionKey }.');
@@ -191,20 +207,28 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       'no longer needed), and the partition is written anew.');
   };
 
-  // Which version each client's msal memory holds exactly (set by a read, kept by reads that changed nothing):
-  // a request reads several times (accounts, then the token), and an unchanged version needs no second parse.
-  const inMemory = new WeakMap<object, string>();
-  // Clients this plugin filled before: a new client's memory is empty, and needs no clearing first.
-  const filled = new WeakSet<object>();
+  // Per msal client (its TokenCache; one plugin may serve several clients at once): what it read last, the epoch
+  // its memory comes from, and which version that memory holds. In one module-level WeakMap, not maps per plugin:
+  // a web app creates a plugin per request, and every WeakMap costs the garbage collector on each collection.
+  const owner = {};
+  const stateOf = (context: TokenCacheContext): ClientState => {
+    let state = clients.get(context.tokenCache);
+    if (state === undefined || state.owner !== owner) {
+      state = { owner, read: undefined, origin: undefined, inMemory: undefined, filled: state !== undefined };
+      clients.set(context.tokenCache, state);
+    }
+    return state;
+  };
 
   /** Hands MSAL a cache; text MSAL cannot read starts empty (it is replaced on the next write). */
-  const apply = (context: TokenCacheContext, text: string, version?: string | null): void => {
-    inMemory.delete(context.tokenCache);
+  const apply = (context: TokenCacheContext, state: ClientState, text: string, version?: string | null): void => {
+    state.inMemory = undefined;
     try {
-      if (filled.has(context.tokenCache)) replaceMemory(context, text);
+      // A client filled before is cleared first (msal's deserialize only adds); a new client's memory is empty.
+      if (state.filled) replaceMemory(context, text);
       else context.tokenCache.deserialize(text);
-      filled.add(context.tokenCache);
-      if (version) inMemory.set(context.tokenCache, version);
+      state.filled = true;
+      if (version) state.inMemory = version;
     } catch (error) {
       logger.warning(`The cache of one partition could not be read by MSAL (${error instanceof Error ? error.name : 'error'}, ` +
         `${text.length} characters); it starts empty and is replaced on the next write.`);
@@ -212,26 +236,20 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
     }
   };
 
-  // What each msal client (its TokenCache) read last: one plugin may serve several clients at once.
-  const reads = new WeakMap<object, Loaded>();
-  // The epoch each client's memory comes from (its first read, or its last write): msal reads again right before
-  // it saves, and a sign-out between a request's first read and that save must still drop the request's write.
-  const origins = new WeakMap<object, string>();
-
-  const dropped = (context: TokenCacheContext, latest: Loaded): void => {
+  const dropped = (context: TokenCacheContext, state: ClientState, latest: Loaded): void => {
     logger.info('The partition was signed out while this request used it; its changes are dropped (sign-out is final).');
-    reads.set(context.tokenCache, latest);
-    origins.set(context.tokenCache, latest.tombstone ? latest.version! : latest.epoch);
-    apply(context, latest.text);
+    state.read = latest;
+    state.origin = latest.tombstone ? latest.version! : latest.epoch;
+    apply(context, state, latest.text);
   };
 
-  const write = async (context: TokenCacheContext, key: string, base: Loaded, ours: string, origin: string): Promise<void> => {
+  const write = async (context: TokenCacheContext, state: ClientState, key: string, base: Loaded, ours: string, origin: string): Promise<void> => {
     let latest = base;
     let candidate = ours;
     let previous = base.text;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       // Signed out since this client's memory was read: a tombstone, or a sign-in after one.
-      if (latest.tombstone ? latest.version !== origin : latest.epoch !== origin) return dropped(context, latest);
+      if (latest.tombstone ? latest.version !== origin : latest.epoch !== origin) return dropped(context, state, latest);
       // Nothing to keep: msal marks every save as a change, even one that stored nothing (a refresh of an account
       // that is gone); a tombstone stays a tombstone, with its expiry.
       if (latest.tombstone && !hasEntities(candidate)) return;
@@ -240,14 +258,14 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       const written = await store.compareAndSet(key, seal(withEpoch(candidate, epoch), key), latest.version, ttlMs);
       if (written !== null) {
         rememberPartition(key, { version: written, text: candidate, epoch, opener });
-        reads.set(context.tokenCache, { version: written, text: candidate, epoch, tombstone: false });
-        origins.set(context.tokenCache, epoch);
-        apply(context, candidate, written);
+        state.read = { version: written, text: candidate, epoch, tombstone: false };
+        state.origin = epoch;
+        apply(context, state, candidate, written);
         return;
       }
       // Another instance wrote in between: merge our changes into theirs and try again, unless it signed out.
       latest = await load(key);
-      if (latest.tombstone ? latest.version !== origin : latest.epoch !== origin) return dropped(context, latest);
+      if (latest.tombstone ? latest.version !== origin : latest.epoch !== origin) return dropped(context, state, latest);
       candidate = mergeCaches(previous, candidate, latest.text);
       previous = latest.text;
       logger.verbose(`Cache write conflict in one partition (attempt ${attempt}); merged and retrying.`);
@@ -257,33 +275,35 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
   };
 
   return {
-    get partitionKey() { return fixedKey; },
+    partitionKey: fixedKey,
     async beforeCacheAccess(context: TokenCacheContext) {
+      const state = stateOf(context);
       if (fixedKey === undefined) {
         // Sign-in: nobody's partition yet; the write finds it from the account it writes.
         const empty: Loaded = { version: null, text: '{}', epoch: '', tombstone: false };
-        reads.set(context.tokenCache, empty);
-        apply(context, empty.text);
+        state.read = empty;
+        apply(context, state, empty.text);
         return;
       }
       const loaded = await load(fixedKey);
-      reads.set(context.tokenCache, loaded);
-      if (!origins.has(context.tokenCache)) origins.set(context.tokenCache, loaded.tombstone ? loaded.version! : loaded.epoch);
+      state.read = loaded;
+      state.origin ??= loaded.tombstone ? loaded.version! : loaded.epoch;
       // Sliding expiry: a partition in use does not expire between writes.
       if (ttlMs && loaded.version !== null && !loaded.tombstone) await store.touch?.(fixedKey, ttlMs);
       const live = loaded.version !== null && !loaded.tombstone && !loaded.unreadable ? loaded.version : undefined;
       // The same version as the client's memory holds already: nothing to hand over.
-      if (live !== undefined && inMemory.get(context.tokenCache) === live) return;
-      apply(context, loaded.text, live);
+      if (live !== undefined && state.inMemory === live) return;
+      apply(context, state, loaded.text, live);
     },
     async afterCacheAccess(context: TokenCacheContext) {
       // A read never writes: not an old key's blob (another instance may not have the new key yet), not an
       // unreadable one, not a tombstone.
       if (!context.cacheHasChanged) return;
-      inMemory.delete(context.tokenCache);
+      const state = stateOf(context);
+      state.inMemory = undefined;
       const ours = context.tokenCache.serialize();
-      const read = reads.get(context.tokenCache) ?? { version: null, text: '{}', epoch: '', tombstone: false };
-      if (fixedKey !== undefined) return write(context, fixedKey, read, ours, origins.get(context.tokenCache) ?? read.epoch);
+      const read = state.read ?? { version: null, text: '{}', epoch: '', tombstone: false };
+      if (fixedKey !== undefined) return write(context, state, fixedKey, read, ours, state.origin ?? read.epoch);
       const homeAccountIds = new Set([...(accountsIn(ours)?.values() ?? [])].map((account) => account.homeAccountId));
       if (homeAccountIds.size !== 1) {
         throw new KeychainCacheError('INVALID_OPTION', homeAccountIds.size === 0
@@ -292,7 +312,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       }
       const key = partitionKeys.forAccount([...homeAccountIds][0]!);
       const latest = await load(key);
-      return write(context, key, latest, mergeCaches(read.text, ours, latest.text), latest.tombstone ? latest.version! : latest.epoch);
+      return write(context, state, key, latest, mergeCaches(read.text, ours, latest.text), latest.tombstone ? latest.version! : latest.epoch);
     },
   };
 }
