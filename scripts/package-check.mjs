@@ -49,7 +49,8 @@ async function distHashes(directory) {
 }
 
 function footprint(packJson) {
-  const [report] = JSON.parse(packJson);
+  // Lifecycle scripts (prepare, prepack) may print before npm's JSON.
+  const [report] = [JSON.parse(packJson.slice(packJson.indexOf('\n[') + 1 || packJson.indexOf('[')))].flat();
   const bytes = (suffix) => report.files.filter((f) => f.path.endsWith(suffix)).reduce((sum, f) => sum + f.size, 0);
   return { packedBytes: report.size, unpackedBytes: report.unpackedSize, files: report.entryCount, jsBytes: bytes('.js'), dtsBytes: bytes('.d.ts'), filename: report.filename };
 }
@@ -265,7 +266,9 @@ const checks = {
     const gitConsumer = await consumer(work, 'git-url', `git+file://${clone}`);
     const installed = join(gitConsumer, 'node_modules', 'msal-keychain-cache');
     const fromGit = await distHashes(join(installed, 'dist'));
-    const [published] = JSON.parse((await npm(['publish', '--dry-run', '--json'], clone)).stdout.replace(/^[^{[]*/, ''));
+    const publishOut = (await npm(['publish', '--dry-run', '--json'], clone)).stdout;
+    const publishJson = JSON.parse(publishOut.slice(publishOut.search(/^[{[]/m)));
+    const [published] = [Array.isArray(publishJson) ? publishJson[0] : (publishJson.files ? publishJson : Object.values(publishJson)[0])];
     const publishedDist = Object.fromEntries((published.files ?? []).filter((f) => f.path.startsWith('dist/')).map((f) => [f.path.slice(5), f.size]));
     const sizes = Object.fromEntries(await Promise.all(Object.keys(fromPack).map(async (f) => [f, (await readFile(join(unpackedDir, 'package', 'dist', f))).length])));
     check(Object.keys(fromPack).length > 0, 'the clean clone packed no dist/');
