@@ -24,7 +24,7 @@ if (task.mode === 'import') {
 if (task.mode === 'cold') {
   // The benchmark's own parts first (the stand-in token endpoint), outside the phases: the same for everyone.
   const { importPackage, createPlugin } = await import('./bench-impls.mjs');
-  const { createTokenEndpoint, testAuthority } = await import('../dist/esm/token-endpoint.js');
+  const { createTokenEndpoint, testAuthority } = await import('../dist/esm/testing.js');
   const endpoint = createTokenEndpoint();
   endpoint.refuse = true;
   const t0 = performance.now();
@@ -46,7 +46,7 @@ if (task.mode === 'cold') {
 
 const { PublicClientApplication } = await import('@azure/msal-node');
 const { makePlugin } = await import('./bench-impls.mjs');
-const { createTokenEndpoint, testAuthority } = await import('../dist/esm/token-endpoint.js');
+const { createTokenEndpoint, testAuthority } = await import('../dist/esm/testing.js');
 const endpoint = createTokenEndpoint();
 const plugin = await makePlugin(task.impl, task.where);
 

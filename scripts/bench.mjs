@@ -40,7 +40,7 @@ const settings = quick
 const scopes = ['User.Read'];
 const log = (line) => { if (!asJson) process.stderr.write(`${line}\n`); };
 
-const { createTokenEndpoint, testAuthority } = await import('../dist/esm/token-endpoint.js');
+const { createTokenEndpoint, testAuthority } = await import('../dist/esm/testing.js');
 
 function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;

@@ -1,7 +1,11 @@
 // Builds dist/esm (ES modules) and dist/cjs (CommonJS) with type declarations for both.
-// tsc emits every module (with .d.ts); esbuild then replaces the entry points (index.js and self-test.js in
-// both formats, bin.js) with one-file bundles: Node's module loader costs ~0.5 ms per file, and CLIs pay for every
-// import. Native and peer packages stay external and are still loaded only when a backend needs them.
+// tsc emits declarations only (.d.ts, which the public types need); esbuild writes the JavaScript: one bundle per
+// entry point in `exports` and `bin` (index, self-test, distributed, testing; bin), plus the ESM chunks they load.
+// No other .js is emitted, so nothing ships that no entry imports. One file per entry also matters at run time:
+// Node's module loader costs ~0.5 ms per file, and CLIs pay for every import. Native and peer packages stay
+// external and are still loaded only when a backend needs them.
+// dist/internal/ holds bundles of two internal modules that our test fixtures and the Windows lane drive directly
+// (file-lock, dpapi-file); it is not in package.json's `files`, so it never ships.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,7 +18,7 @@ const tsc = require.resolve('typescript/bin/tsc');
 const out = `dist.staging-${process.pid}`;
 rmSync(out, { recursive: true, force: true });
 for (const [project, format] of [['tsconfig.build.json', 'esm'], ['tsconfig.cjs.json', 'cjs']]) {
-  execFileSync(process.execPath, [tsc, '-p', project, '--outDir', `${out}/${format}`], { stdio: 'inherit' });
+  execFileSync(process.execPath, [tsc, '-p', project, '--emitDeclarationOnly', '--outDir', `${out}/${format}`], { stdio: 'inherit' });
 }
 mkdirSync(`${out}/cjs`, { recursive: true });
 writeFileSync(`${out}/cjs/package.json`, '{ "type": "commonjs" }\n');
@@ -39,7 +43,12 @@ await esm('src/self-test.ts', `${out}/esm`);
 await cjs('src/self-test.ts', `${out}/cjs/self-test.js`);
 await esm('src/distributed/index.ts', `${out}/esm/distributed`);
 await cjs('src/distributed/index.ts', `${out}/cjs/distributed/index.js`);
+await esm('src/testing.ts', `${out}/esm`);
+await cjs('src/testing.ts', `${out}/cjs/testing.js`);
 await esm('src/bin.ts', `${out}/esm`);
+await esm('src/file-lock.ts', `${out}/internal`);
+await cjs('src/file-lock.ts', `${out}/internal/file-lock.cjs`);
+await esm('src/persistence/dpapi-file.ts', `${out}/internal`);
 chmodSync(`${out}/esm/bin.js`, 0o755);
 const old = `dist.old-${process.pid}`;
 if (existsSync('dist')) renameSync('dist', old);

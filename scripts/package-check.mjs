@@ -7,9 +7,10 @@
 // everything works, the Secret Service included; and a CLI bundled with esbuild into one file passes the
 // self-test.
 import { execFile } from 'node:child_process';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -30,6 +31,30 @@ export const expectedExports = ['KeychainCacheError', 'KeychainCachePlugin', 'cr
 export const expectedSelfTestExports = ['formatReport', 'runSelfTest'];
 export const expectedDistributedExports = ['BlobUnreadableError', 'createBlobCipher', 'createFileStore', 'createPartitionedCachePlugin', 'createPostgresStore', 'createRedisStore', 'createSessionStore', 'keyFromPersistence', 'mergeCaches', 'partitionKeys'];
 
+async function walk(directory) {
+  const out = [];
+  for (const entry of await readdir(directory, { withFileTypes: true })) {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) out.push(...await walk(path)); else out.push(path);
+  }
+  return out;
+}
+const exists = (path) => readFile(path).then(() => true, (error) => error.code === 'EISDIR');
+
+// Path -> sha256 of every file under a dist/ folder.
+async function distHashes(directory) {
+  const hashes = {};
+  for (const file of (await walk(directory)).sort()) hashes[file.slice(directory.length + 1)] = createHash('sha256').update(await readFile(file)).digest('hex');
+  return hashes;
+}
+
+function footprint(packJson) {
+  // Lifecycle scripts (prepare, prepack) may print before npm's JSON.
+  const [report] = [JSON.parse(packJson.slice(packJson.indexOf('\n[') + 1 || packJson.indexOf('[')))].flat();
+  const bytes = (suffix) => report.files.filter((f) => f.path.endsWith(suffix)).reduce((sum, f) => sum + f.size, 0);
+  return { packedBytes: report.size, unpackedBytes: report.unpackedSize, files: report.entryCount, jsBytes: bytes('.js'), dtsBytes: bytes('.d.ts'), filename: report.filename };
+}
+
 function check(condition, message) {
   if (!condition) throw new Error(message);
 }
@@ -43,16 +68,55 @@ async function consumer(work, name, tarball, extraInstallArgs = [], extraEnv = {
 }
 
 const checks = {
-  async 'only dist/, README.md, LICENSE and package.json ship'({ tarball }) {
+  async 'only dist/esm, dist/cjs, the docs, examples/ and package.json ship'({ tarball }) {
     const { stdout } = await run('tar', ['-tzf', tarball]);
     const files = stdout.trim().split('\n');
-    const stray = files.filter((f) => !/^package\/(dist\/.+|README\.md|LICENSE|package\.json)$/.test(f));
+    const stray = files.filter((f) => !/^package\/(dist\/(esm|cjs)\/.+|docs\/.+\.md|examples\/.+|(README|CHANGELOG|SECURITY|CONTRIBUTING)\.md|LICENSE|package\.json)$/.test(f));
     check(stray.length === 0, `unexpected files in the tarball: ${stray.join(', ')}`);
     for (const needed of ['package/dist/esm/index.js', 'package/dist/cjs/index.js', 'package/dist/esm/index.d.ts',
-      'package/dist/cjs/index.d.ts', 'package/dist/esm/bin.js', 'package/dist/esm/distributed/index.js', 'package/dist/cjs/distributed/index.js', 'package/dist/esm/self-test.js', 'package/dist/cjs/self-test.js']) {
+      'package/dist/cjs/index.d.ts', 'package/dist/esm/bin.js', 'package/dist/esm/distributed/index.js', 'package/dist/cjs/distributed/index.js',
+      'package/dist/esm/self-test.js', 'package/dist/cjs/self-test.js', 'package/dist/esm/testing.js', 'package/dist/cjs/testing.js', 'package/docs/testing.md']) {
       check(files.includes(needed), `${needed} is missing from the tarball`);
     }
     return { files: files.length };
+  },
+
+  async 'every .js in the tarball is reachable from an entry point in exports or bin'({ full }) {
+    const root = join(full, 'node_modules', 'msal-keychain-cache');
+    const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+    const entries = [];
+    const collect = (value) => { if (typeof value === 'string') { if (value.endsWith('.js')) entries.push(value); } else if (value) Object.values(value).forEach(collect); };
+    collect(pkg.exports); collect(pkg.bin);
+    const reached = new Set();
+    const queue = entries.map((e) => normalize(join(root, e)));
+    while (queue.length > 0) {
+      const file = queue.pop();
+      if (reached.has(file)) continue;
+      reached.add(file);
+      const text = await readFile(file, 'utf8');
+      for (const m of text.matchAll(/(?:from|import|require)\s*\(?\s*["'](\.\.?\/[^"']+\.js)["']/g)) queue.push(normalize(join(dirname(file), m[1])));
+    }
+    const shipped = (await walk(join(root, 'dist'))).filter((f) => f.endsWith('.js'));
+    const dead = shipped.filter((f) => !reached.has(f)).map((f) => f.slice(root.length + 1));
+    check(dead.length === 0, `.js files no entry point imports: ${dead.join(', ')}`);
+    return { entries: entries.length, js: shipped.length };
+  },
+
+  async 'every relative Markdown link in the shipped README.md and docs/*.md resolves inside the package'({ full }) {
+    const root = join(full, 'node_modules', 'msal-keychain-cache');
+    const docs = (await walk(root)).filter((f) => f.endsWith('.md') && !f.includes('node_modules', root.length));
+    const broken = [];
+    for (const doc of docs) {
+      const text = (await readFile(doc, 'utf8')).replace(/```[\s\S]*?```/g, '');
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1].split('#')[0];
+        if (!target || /^[a-z][a-z0-9+.-]*:/i.test(target)) continue;
+        const resolved = normalize(join(dirname(doc), decodeURIComponent(target)));
+        if (!resolved.startsWith(root) || !(await exists(resolved))) broken.push(`${doc.slice(root.length + 1)} -> ${m[1]}`);
+      }
+    }
+    check(broken.length === 0, `links to what does not ship: ${broken.join(', ')}`);
+    return { documents: docs.length };
   },
 
   async 'every entry point imports as ESM and as CommonJS, with the same names'({ full }) {
@@ -60,6 +124,8 @@ const checks = {
       const main = await import('msal-keychain-cache');
       const selfTest = await import('msal-keychain-cache/self-test');
       const distributed = await import('msal-keychain-cache/distributed');
+      const testing = await import('msal-keychain-cache/testing');
+      if (Object.keys(testing).sort().join() !== 'createTokenEndpoint,testAuthority,testTenantId') throw new Error('testing exports ' + Object.keys(testing));
       const pkg = (await import('msal-keychain-cache/package.json', { with: { type: 'json' } })).default;
       console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(), distributed: Object.keys(distributed).sort(), version: pkg.version }));`], full);
     const cjs = await node(['-e', `
@@ -187,14 +253,47 @@ const checks = {
     check(/result {5}OK/.test(bundled.stdout), `bundled self-test did not pass:\n${bundled.stdout}`);
     return { chosen: /chosen {5}(\S+)/.exec(bundled.stdout)?.[1] };
   },
+
+  async 'a clean clone of HEAD: npm pack, an install from its git URL and npm publish --dry-run hold the same dist/, and the git install runs'({ work }) {
+    const clone = join(work, 'clone');
+    await run('git', ['clone', '--quiet', repoRoot, clone]);
+    await npm(['ci', '--prefer-offline'], clone); // prepare builds dist/ here
+    const packed = footprint((await npm(['pack', '--json', '--pack-destination', work], clone)).stdout);
+    const unpackedDir = join(work, 'clone-pack');
+    await mkdir(unpackedDir);
+    await run('tar', ['-xzf', join(work, packed.filename), '-C', unpackedDir]);
+    const fromPack = await distHashes(join(unpackedDir, 'package', 'dist'));
+    const gitConsumer = await consumer(work, 'git-url', `git+file://${clone}`);
+    const installed = join(gitConsumer, 'node_modules', 'msal-keychain-cache');
+    const fromGit = await distHashes(join(installed, 'dist'));
+    const publishOut = (await npm(['publish', '--dry-run', '--json'], clone)).stdout;
+    const publishJson = JSON.parse(publishOut.slice(publishOut.search(/^[{[]/m)));
+    const [published] = [Array.isArray(publishJson) ? publishJson[0] : (publishJson.files ? publishJson : Object.values(publishJson)[0])];
+    const publishedDist = Object.fromEntries((published.files ?? []).filter((f) => f.path.startsWith('dist/')).map((f) => [f.path.slice(5), f.size]));
+    const sizes = Object.fromEntries(await Promise.all(Object.keys(fromPack).map(async (f) => [f, (await readFile(join(unpackedDir, 'package', 'dist', f))).length])));
+    check(Object.keys(fromPack).length > 0, 'the clean clone packed no dist/');
+    check(JSON.stringify(fromGit) === JSON.stringify(fromPack), `git-URL install dist/ differs from npm pack's: ${JSON.stringify(Object.keys(fromGit))} vs ${JSON.stringify(Object.keys(fromPack))}`);
+    check(JSON.stringify(Object.entries(publishedDist).sort()) === JSON.stringify(Object.entries(sizes).sort()), 'npm publish --dry-run lists a different dist/ than npm pack');
+    const script = `const main = await import('msal-keychain-cache'); const d = await import('msal-keychain-cache/distributed');
+      const t = await import('msal-keychain-cache/testing'); const e = t.createTokenEndpoint();
+      console.log(typeof main.createCachePlugin, typeof d.createBlobCipher, typeof e.networkClient.sendPostRequestAsync);`;
+    const ran = await node(['--input-type=module', '-e', script], gitConsumer);
+    check(ran.stdout.trim() === 'function function function', `the git-URL install does not run: ${ran.stdout}`);
+    const version = await run(join(gitConsumer, 'node_modules', '.bin', 'msal-keychain-cache'), ['--version'], { cwd: gitConsumer });
+    check(/^\d+\.\d+\.\d+/.test(version.stdout.trim()), `bin --version printed ${version.stdout}`);
+    return { distFiles: Object.keys(fromPack).length, cleanClonePack: packed };
+  },
 };
 
 export async function runPackageChecks({ env = process.env } = {}) {
   const work = await mkdtemp(join(tmpdir(), 'mkc-package-'));
   const results = [];
   try {
-    const { stdout } = await npm(['pack', '--silent', '--pack-destination', work], repoRoot);
-    const tarball = join(work, stdout.trim().split('\n').pop());
+    // The caller built dist/ (npm test does); --ignore-scripts skips prepack's second build of the shared tree.
+    const { stdout } = await npm(['pack', '--json', '--ignore-scripts', '--pack-destination', work], repoRoot);
+    const installFootprint = footprint(stdout);
+    results.push({ name: 'install footprint', ok: true, ms: 0, details: installFootprint });
+    const tarball = join(work, installFootprint.filename);
     const full = await consumer(work, 'full', tarball);
     for (const [name, run] of Object.entries(checks)) {
       const started = Date.now();

@@ -5,16 +5,31 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from '@azure/msal-node';
 
+/** The tenant id of every account the test endpoint signs in (a fixed GUID that belongs to no real tenant). */
 export const testTenantId = '8f3c1a52-6f0b-4d51-9d63-5b8e0c2a7e41';
+/** The authority to give msal-node (`auth.authority`) together with the endpoint's `networkClient`. */
 export const testAuthority = `https://login.microsoftonline.com/${testTenantId}`;
 
+/** The tokens of one answer of the endpoint. */
 export interface IssuedTokens {
   accessToken: string;
   refreshToken?: string;
   idToken?: string;
 }
 
+/** Options of {@link createTokenEndpoint}; every field is optional. */
+export interface TokenEndpointOptions {
+  /** The client id written into issued ID tokens (`aud`) when a request names none. Default: `'client'`. */
+  clientId?: string;
+  /** Lifetime of issued access tokens, in seconds. Default: `3600`. */
+  tokenLifetimeSeconds?: number;
+  /** Device code flow: every device code is approved at once for this user. Default: none, see {@link TokenEndpoint.approveDeviceCode}. */
+  deviceCodeUser?: string;
+}
+
+/** An in-process token endpoint, made by {@link createTokenEndpoint}. */
 export interface TokenEndpoint {
+  /** Give this to msal-node as `system.networkClient`: it answers authority discovery and token requests in process. */
   networkClient: INetworkModule;
   /** When true every token request is answered with `invalid_grant`, so only the cache can serve tokens. */
   refuse: boolean;
@@ -45,12 +60,15 @@ function json<T>(body: unknown, status = 200): NetworkResponse<T> {
   return { status, headers: { 'content-type': 'application/json; charset=utf-8' }, body: body as T };
 }
 
-export function createTokenEndpoint(options: {
-  clientId?: string;
-  tokenLifetimeSeconds?: number;
-  /** Device code flow: every device code is approved at once for this user (else see approveDeviceCode). */
-  deviceCodeUser?: string;
-} = {}): TokenEndpoint {
+/**
+ * Creates an in-process stand-in for the Microsoft identity platform that serves the authorization code, device
+ * code, refresh token and client credentials grants. The user of an authorization code is derived from the code,
+ * so two processes that sign in with the same code get the same account.
+ * @example
+ * const endpoint = createTokenEndpoint();
+ * const app = new PublicClientApplication({ auth: { clientId, authority: testAuthority }, system: { networkClient: endpoint.networkClient } });
+ */
+export function createTokenEndpoint(options: TokenEndpointOptions = {}): TokenEndpoint {
   const lifetime = options.tokenLifetimeSeconds ?? 3600;
   // device_code -> { userCode, the user who approved it (undefined while pending) }
   const deviceCodes = new Map<string, { userCode: string; user: string | undefined }>();

@@ -172,7 +172,7 @@ describe('file lock', () => {
 
   it('a live worker thread\'s lock is respected by the main thread; a terminated worker\'s lock is taken at once', async () => {
     const lockPath = await lockPathIn();
-    const lockModule = pathToFileURL(join(repoRoot, 'dist', 'esm', 'file-lock.js')).href;
+    const lockModule = pathToFileURL(join(repoRoot, 'dist', 'internal', 'file-lock.js')).href;
     const worker = new Worker(`import(${JSON.stringify(lockModule)}).then(async (m) => { await m.acquireFileLock(` +
       `${JSON.stringify(lockPath)}); require('node:worker_threads').parentPort.postMessage('held'); setInterval(() => {}, 1000); });`,
       { eval: true });
@@ -187,8 +187,8 @@ describe('file lock', () => {
     // `unshare --pid --fork` without --mount-proc: /proc/<pid> there is some other process. The ESM copy holds
     // the lock; the CJS copy must wait, not judge the holder by probes through the wrong /proc.
     const lockPath = await lockPathIn();
-    const esm = JSON.stringify(pathToFileURL(join(repoRoot, 'dist', 'esm', 'file-lock.js')).href);
-    const cjs = JSON.stringify(join(repoRoot, 'dist', 'cjs', 'file-lock.js'));
+    const esm = JSON.stringify(pathToFileURL(join(repoRoot, 'dist', 'internal', 'file-lock.js')).href);
+    const cjs = JSON.stringify(join(repoRoot, 'dist', 'internal', 'file-lock.cjs'));
     const script = `const { createRequire } = await import('node:module'); const esm = await import(${esm}); ` +
       `const cjs = createRequire(import.meta.url)(${cjs}); await esm.acquireFileLock(${JSON.stringify(lockPath)}); ` +
       `const second = await cjs.acquireFileLock(${JSON.stringify(lockPath)}, { timeoutMs: 1000 }).then(() => 'ACQUIRED', (e) => e.code); ` +
@@ -246,7 +246,7 @@ describe('file lock', () => {
     await chmod(directory, 0o1777);
     const lockPath = join(directory, 'msal-cache.json.lockfile');
     await writeFile(lockPath, await lockfileOf(await deadPid(), 'dead'), { mode: 0o644 });
-    const run = await runAs(65534, `import(${JSON.stringify(pathToFileURL(join(repoRoot, 'dist', 'esm', 'file-lock.js')).href)}).then((m) => ` +
+    const run = await runAs(65534, `import(${JSON.stringify(pathToFileURL(join(repoRoot, 'dist', 'internal', 'file-lock.js')).href)}).then((m) => ` +
       `m.acquireFileLock(${JSON.stringify(lockPath)}, { timeoutMs: 60000 })).then(() => console.log('ACQUIRED'), ` +
       '(e) => console.log(`CODE ${e.code}`));');
     expect(run.trim()).toBe('CODE ACCESS_DENIED');

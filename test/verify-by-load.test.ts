@@ -85,7 +85,7 @@ describe.runIf(isLinux)('verify by load: plaintext-file', () => {
     const script = `
       import { PublicClientApplication } from '@azure/msal-node';
       import { createCachePlugin } from ${JSON.stringify(join(repoRoot, 'dist/esm/index.js'))};
-      import { createTokenEndpoint, testAuthority } from ${JSON.stringify(join(repoRoot, 'dist/esm/token-endpoint.js'))};
+      import { createTokenEndpoint, testAuthority } from ${JSON.stringify(join(repoRoot, 'dist/esm/testing.js'))};
       const endpoint = createTokenEndpoint();
       endpoint.refuse = true;
       const plugin = await createCachePlugin(${JSON.stringify(options)});

@@ -3,7 +3,7 @@
 // sign-in by calling msal-node's loopback redirect the way the identity provider would.
 //   node examples/electron/harness.mjs <userData directory>      prints one JSON line of what happened
 import { createSafeStorageStandIn } from '../../scripts/safe-storage-stand-in.mjs';
-import { createTokenEndpoint, testAuthority } from '../../dist/esm/token-endpoint.js';
+import { createTokenEndpoint, testAuthority } from 'msal-keychain-cache/testing';
 import { createAuth } from './auth.mjs';
 
 const userData = process.argv[2];

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { dpapiErrorCode, explainDpapiFailure } from '../../dist/esm/persistence/dpapi-file.js';
+import { dpapiErrorCode, explainDpapiFailure } from '../../dist/internal/dpapi-file.js';
 import { client } from '../contract/persistence-contract.mjs';
 
 const scopes = ['User.Read'];

@@ -3,8 +3,8 @@
 import { writeFileSync } from 'node:fs';
 import { PublicClientApplication } from '@azure/msal-node';
 import { createCachePlugin } from '../../dist/esm/index.js';
-import { acquireFileLock } from '../../dist/esm/file-lock.js';
-import { createTokenEndpoint, testAuthority } from '../../dist/esm/token-endpoint.js';
+import { acquireFileLock } from '../../dist/internal/file-lock.js';
+import { createTokenEndpoint, testAuthority } from '../../dist/esm/testing.js';
 
 const task = JSON.parse(process.argv[2]);
 

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PublicClientApplication } from '@azure/msal-node';
 import { createCachePlugin, createPersistence, defaultCachePath } from '../../dist/esm/index.js';
-import { loadDpapi } from '../../dist/esm/persistence/dpapi-file.js';
+import { loadDpapi } from '../../dist/internal/dpapi-file.js';
 import { runSelfTest } from '../../dist/esm/self-test.js';
-import { createTokenEndpoint, testAuthority } from '../../dist/esm/token-endpoint.js';
+import { createTokenEndpoint, testAuthority } from '../../dist/esm/testing.js';
 import { contractCases, damageFile } from '../contract/persistence-contract.mjs';
 import { laneCases } from './lane-cases.mjs';
 
