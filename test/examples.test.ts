@@ -74,7 +74,7 @@ describe('examples/electron (safeStorage in the main process)', () => {
 
   it('runs in plain Node with the stand-in: waits for ready, signs in through the browser, token from the cache after a restart, sign-out', async () => {
     const userData = await tempDir();
-    const { stdout } = await run(process.execPath, [join(repoRoot, 'examples', 'electron', 'harness.mjs'), userData], { cwd: repoRoot });
+    const { stdout } = await run(process.execPath, [join(repoRoot, 'test', 'fixtures', 'electron-harness.mjs'), userData], { cwd: repoRoot });
     expect(JSON.parse(stdout)).toEqual({
       storage: { kind: 'safe-storage', encrypted: true },
       username: 'electron-user@example.test',

@@ -1,15 +1,15 @@
 // @ts-check
 // Sign-in for an Electron app's main process, with the MSAL token cache encrypted by Electron's own
 // safeStorage (through msal-keychain-cache: no keytar, no native module to rebuild or unpack).
-// Used by main.mjs in the app; examples/electron/harness.mjs runs it in plain Node with a stand-in.
+// Used by main.mjs in the app; test/fixtures/electron-harness.mjs (in the repository) runs it in plain Node with a stand-in.
 import { join } from 'node:path';
 import { PublicClientApplication } from '@azure/msal-node';
 import { createCachePlugin } from 'msal-keychain-cache';
 
 /**
  * @param {object} options
- * @param {Pick<import('electron').App, 'whenReady' | 'getPath'>} options.app
- * @param {import('electron').SafeStorage} options.safeStorage
+ * @param {{ whenReady(): Promise<unknown>, getPath(name: string): string }} options.app  Electron's `app`
+ * @param {object} options.safeStorage  Electron's `safeStorage` (main process)
  * @param {(url: string) => Promise<void>} options.openBrowser  e.g. `(url) => shell.openExternal(url)`
  * @param {string} options.clientId
  * @param {string} [options.authority]
