@@ -28,6 +28,12 @@ const standIn = join(repoRoot, 'scripts', 'safe-storage-stand-in.mjs');
 
 export const expectedExports = ['KeychainCacheError', 'KeychainCachePlugin', 'createCachePlugin', 'createPersistence',
   'defaultCachePath', 'errorCodes', 'isKeychainCacheError'];
+/** The relative and absolute targets of Markdown links in `markdown`, leaving out code blocks and code spans. */
+export function markdownLinks(markdown) {
+  const text = markdown.replace(/```[\s\S]*?```/g, '').replace(/`[^`\n]*`/g, '');
+  return [...text.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]);
+}
+
 export const expectedSelfTestExports = ['formatReport', 'runSelfTest'];
 export const expectedDistributedExports = ['BlobUnreadableError', 'createBlobCipher', 'createFileStore', 'createPartitionedCachePlugin', 'createPostgresStore', 'createRedisStore', 'createSessionStore', 'keyFromPersistence', 'mergeCaches', 'partitionKeys'];
 
@@ -107,12 +113,11 @@ const checks = {
     const docs = (await walk(root)).filter((f) => f.endsWith('.md') && !f.includes('node_modules', root.length));
     const broken = [];
     for (const doc of docs) {
-      const text = (await readFile(doc, 'utf8')).replace(/```[\s\S]*?```/g, '');
-      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
-        const target = m[1].split('#')[0];
+      for (const link of markdownLinks(await readFile(doc, 'utf8'))) {
+        const target = link.split('#')[0];
         if (!target || /^[a-z][a-z0-9+.-]*:/i.test(target)) continue;
         const resolved = normalize(join(dirname(doc), decodeURIComponent(target)));
-        if (!resolved.startsWith(root) || !(await exists(resolved))) broken.push(`${doc.slice(root.length + 1)} -> ${m[1]}`);
+        if (!resolved.startsWith(root) || !(await exists(resolved))) broken.push(`${doc.slice(root.length + 1)} -> ${link}`);
       }
     }
     check(broken.length === 0, `links to what does not ship: ${broken.join(', ')}`);

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { markdownLinks } from '../scripts/package-check.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const read = (p: string): string => readFileSync(join(root, p), 'utf8');
@@ -42,13 +43,9 @@ function anchors(markdown: string): Set<string> {
   return out;
 }
 
-function links(markdown: string): string[] {
-  const text = markdown.replace(/```[\s\S]*?```/g, '').replace(/`[^`\n]*`/g, '');
-  return [...text.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
-}
-
 const checked = ['README.md', 'CHANGELOG.md', 'SECURITY.md', 'CONTRIBUTING.md', ...markdownFiles('docs')];
-const shipped = ['dist/', 'docs/', 'examples/', 'README.md', 'CHANGELOG.md', 'SECURITY.md', 'CONTRIBUTING.md', 'LICENSE'];
+// What npm packs: package.json's `files` (npm adds package.json itself).
+const shipped: string[] = [...(JSON.parse(read('package.json')) as { files: string[] }).files, 'package.json'];
 
 describe('docs', () => {
   it('README.md is at most 15360 bytes', () => {
@@ -69,7 +66,7 @@ describe('docs', () => {
   it('every relative link resolves to a file, and every #anchor to a heading', () => {
     const broken: string[] = [];
     for (const file of checked) {
-      for (const link of links(read(file))) {
+      for (const link of markdownLinks(read(file))) {
         if (/^[a-z]+:/i.test(link)) continue;
         const [path, anchor] = link.split('#') as [string, string | undefined];
         const target = path === '' ? file : relative(root, resolve(root, dirname(file), decodeURI(path)));
@@ -85,7 +82,7 @@ describe('docs', () => {
   it('README.md and docs/ link only to what ships in the npm package', () => {
     const outside: string[] = [];
     for (const file of checked.filter((f) => f === 'README.md' || f.startsWith('docs/'))) {
-      for (const link of links(read(file))) {
+      for (const link of markdownLinks(read(file))) {
         if (/^[a-z]+:/i.test(link) || link.startsWith('#')) continue;
         const target = relative(root, resolve(root, dirname(file), link.split('#')[0]!));
         if (!shipped.some((s) => (s.endsWith('/') ? target === s.slice(0, -1) || target.startsWith(s) : target === s))) {
