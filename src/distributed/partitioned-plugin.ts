@@ -70,6 +70,9 @@ interface Loaded {
   unreadable?: { reason: UnreadableReason; bytes: Buffer };
 }
 
+/** What an access finds where nothing is stored (never mutated: shared by every access). */
+const nothingStored: Loaded = Object.freeze({ version: null, text: '{}', epoch: '', tombstone: false });
+
 // Sealed text: an optional first line naming the epoch, then msal's JSON (which never starts with this).
 const epochPrefix = 'mkc-epoch:';
 const withEpoch = (text: string, epoch: string) => (epoch === '' ? text : `${epochPrefix}${epoch}\n${text}`);
@@ -160,7 +163,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
     const stored = await store.get(key);
     if (!stored) {
       partitions.delete(key);
-      return { version: null, text: '{}', epoch: '', tombstone: false };
+      return nothingStored;
     }
     if (stored.value.length === 0) {
       partitions.delete(key);
@@ -280,9 +283,8 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       const state = stateOf(context);
       if (fixedKey === undefined) {
         // Sign-in: nobody's partition yet; the write finds it from the account it writes.
-        const empty: Loaded = { version: null, text: '{}', epoch: '', tombstone: false };
-        state.read = empty;
-        apply(context, state, empty.text);
+        state.read = nothingStored;
+        apply(context, state, nothingStored.text);
         return;
       }
       const loaded = await load(fixedKey);
@@ -302,7 +304,7 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
       const state = stateOf(context);
       state.inMemory = undefined;
       const ours = context.tokenCache.serialize();
-      const read = state.read ?? { version: null, text: '{}', epoch: '', tombstone: false };
+      const read = state.read ?? nothingStored;
       if (fixedKey !== undefined) return write(context, state, fixedKey, read, ours, state.origin ?? read.epoch);
       const homeAccountIds = new Set([...(accountsIn(ours)?.values() ?? [])].map((account) => account.homeAccountId));
       if (homeAccountIds.size !== 1) {
