@@ -1,6 +1,8 @@
+import { promises as fs } from 'node:fs';
+import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { KeychainCacheError } from './errors.js';
-import { readBytesIfExists } from './files.js';
+import { KeychainCacheError, systemErrorCode } from './errors.js';
+import { assertNotDirectory, readBytesIfExists } from './files.js';
 import { createLogger, type Logger } from './logger.js';
 import { type PersistenceOptions, type ResolvedPersistenceOptions, resolvePersistenceOptions } from './options.js';
 import { createDpapiPersistence } from './persistence/dpapi-file.js';
@@ -159,8 +161,44 @@ async function attempt(kind: BackendKind, options: ResolvedPersistenceOptions, c
   }
 }
 
-/** Selection with a record of every candidate; never throws for an unusable backend. */
+/**
+ * Selection with a record of every candidate; never throws for an unusable backend. A selection that fails
+ * removes the directories it created for cachePath (only those, and only while empty): a mistake must not leave
+ * 0700 folders behind.
+ */
 export async function selectPersistence(resolved: ResolvedPersistenceOptions, logger: Logger): Promise<Selection> {
+  const directory = dirname(resolved.cachePath);
+  const missing = await missingDirectories(directory);
+  let selection: Selection;
+  try {
+    // Before any backend: one that fails for its own reason (no D-Bus) would fall back to <cachePath>.plaintext and
+    // hide that cachePath cannot ever hold the encrypted store's file.
+    await assertNotDirectory(resolved.cachePath);
+    selection = await selectAmongBackends(resolved, logger);
+  } catch (error) {
+    selection = { attempts: [], error: error instanceof KeychainCacheError ? error
+      : new KeychainCacheError('STORE_FAILED', 'Selecting a backend failed with an unexpected error (see cause).', { cause: error }) };
+  }
+  if (!selection.persistence) {
+    // Deepest first; rmdir refuses a directory that is not empty (another process's cache), which stops the walk.
+    for (const created of missing) {
+      if (!await fs.rmdir(created).then(() => true, () => false)) break;
+    }
+  }
+  return selection;
+}
+
+/** `directory` and its ancestors that do not exist yet, deepest first; none when `directory` exists (one lstat). */
+async function missingDirectories(directory: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (let current = directory; ; current = dirname(current)) {
+    const exists = await fs.lstat(current).then(() => true, (error: unknown) => systemErrorCode(error) !== 'ENOENT');
+    if (exists || dirname(current) === current) return missing;
+    missing.push(current);
+  }
+}
+
+async function selectAmongBackends(resolved: ResolvedPersistenceOptions, logger: Logger): Promise<Selection> {
   const attempts: BackendAttempt[] = [];
   const plaintextRefused = 'Not used: an unencrypted file needs allowPlaintextFallback: true (self-test: --allow-plaintext).';
 
@@ -177,9 +215,14 @@ export async function selectPersistence(resolved: ResolvedPersistenceOptions, lo
     const result = await attempt(kind, resolved);
     attempts.push(result.attempt);
     if (result.persistence) {
-      if (kind === 'plaintext-file') warnPlaintext(logger, result.persistence, 'it was chosen explicitly');
+      if (kind === 'plaintext-file') {
+        warnPlaintext(logger, result.persistence, "backend: 'plaintext-file' was chosen",
+          "To keep them encrypted, leave backend unset: this platform's secret store is then used.");
+      }
       if (kind === 'safe-storage' && !result.persistence.encrypted) {
-        warnPlaintext(logger, result.persistence, "Electron's safeStorage is in basic_text mode (a key hard-coded in Chromium)");
+        warnPlaintext(logger, result.persistence, "Electron's safeStorage is in basic_text mode: it encrypts with a key " +
+          'hard-coded in Chromium, which protects nothing', 'To keep them encrypted, run the app where a keyring is ' +
+          'available (a desktop session with gnome-keyring or KWallet), and not with --password-store=basic.');
       }
       return { persistence: result.persistence, attempts };
     }
@@ -195,9 +238,10 @@ export async function selectPersistence(resolved: ResolvedPersistenceOptions, lo
     const result = await attempt('plaintext-file', resolved, plaintextFallbackPath(resolved.cachePath));
     attempts.push(result.attempt);
     if (result.persistence) {
-      warnPlaintext(logger, result.persistence, `no secret store works here: ${withoutPlaintextAdvice(why)} ` +
-        `${resolved.cachePath} is left to the encrypted store, so runs that reach it (a desktop session) keep their ` +
-        'own cache and this one does not touch it');
+      warnPlaintext(logger, result.persistence, `no secret store works here, and allowPlaintextFallback: true permits ` +
+        `this file then. The store's answer: ${withoutPlaintextAdvice(why)}`,
+        `${resolved.cachePath} is left to the encrypted store: runs that reach it (a desktop session) keep their own ` +
+        'cache there, and this run does not touch it.');
       return { persistence: result.persistence, attempts };
     }
     return { attempts, error: result.error };
@@ -221,9 +265,10 @@ function withoutPlaintextAdvice(message: string): string {
   return message.split(/(?<=\.)\s+/).filter((sentence) => !sentence.includes('allowPlaintextFallback')).join(' ');
 }
 
-function warnPlaintext(logger: Logger, persistence: Persistence, why: string): void {
-  logger.warning(`Tokens are stored UNENCRYPTED in ${persistence.cachePath} because ${why.replace(/\.?$/, '.')} ` +
-    'Anyone who can read that file can use them; allowPlaintextFallback: true accepted this.');
+/** One warning, in this order: where the tokens are and what that means, why, then what to do (or to know). */
+function warnPlaintext(logger: Logger, persistence: Persistence, why: string, next: string): void {
+  logger.warning(`Tokens are stored UNENCRYPTED in ${persistence.cachePath}: anyone who can read that file can use them. ` +
+    `Why: ${why.replace(/\.?$/, '.')} ${next}`);
 }
 
 /**

@@ -133,9 +133,96 @@ export async function ensureDirectory(directory: string): Promise<void> {
   try {
     await fs.mkdir(directory, { recursive: true, mode: directoryMode });
   } catch (error) {
-    throw describeFileError(error, 'create the cache directory', directory);
+    throw await diagnoseDirectory(directory) ?? describeFileError(error, 'create the cache directory', directory);
   }
   await assertSafeDirectory(directory);
+}
+
+/**
+ * Makes `cachePath` ready to be used, at creation, before anyone signs in: its directory exists (created 0700) and
+ * is safe, this user can enter it and write in it (a directory that can be read but not written would lose every
+ * sign-in at the first save, after the user finished signing in), and `cachePath` itself is not a directory, a
+ * symlink or another user's file. Every backend calls it: the file backends keep the cache there, the keyring ones
+ * their change marker.
+ */
+export async function prepareCacheLocation(cachePath: string): Promise<void> {
+  await assertNotDirectory(cachePath);
+  const directory = dirname(cachePath);
+  await ensureDirectory(directory);
+  if (ownUid() !== undefined) {
+    // access(2), one syscall: rights as the kernel decides them (mode, ACLs, read-only mounts), not as the mode
+    // bits suggest. Not on Windows, where a directory's read-only attribute means nothing to writes in it.
+    try {
+      await fs.access(directory, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK);
+    } catch (error) {
+      throw await diagnoseDirectory(directory) ?? describeFileError(error, 'write in the cache directory', directory);
+    }
+  }
+  await assertSafePath(cachePath);
+}
+
+/** INVALID_OPTION when `cachePath` is an existing directory: cachePath names the cache file, not its folder. */
+export async function assertNotDirectory(cachePath: string): Promise<void> {
+  const stats = await fs.lstat(cachePath).catch(() => undefined);
+  if (stats?.isDirectory()) {
+    throw new KeychainCacheError('INVALID_OPTION', `cachePath ${cachePath} is a directory; cachePath names the cache file ` +
+      `itself. Use a file inside it (join(${JSON.stringify(cachePath)}, 'msal-cache.json')) or defaultCachePath('my-app').`);
+  }
+}
+
+/**
+ * Why `directory` cannot be created or used, found by walking down from the root: a path component that is a file
+ * (INVALID_OPTION: the cachePath cannot exist), one this user may not enter, or the last existing one, in which the
+ * missing rest cannot be created (ACCESS_DENIED, naming that component, its mode and owner, and the fix), or a
+ * read-only file system (STORE_FAILED). Undefined when the walk finds nothing wrong.
+ */
+async function diagnoseDirectory(directory: string): Promise<KeychainCacheError | undefined> {
+  const uid = ownUid();
+  const components = directory.split(/[\\/]+/).filter(Boolean);
+  const root = directory.match(/^([a-zA-Z]:)?[\\/]*/)?.[0] ?? '';
+  let current = root;
+  let parent: { path: string; stats: Stats } | undefined;
+  const denied = (path: string, stats: Stats, right: string, chmod: string) => new KeychainCacheError('ACCESS_DENIED',
+    `The cache directory ${directory} cannot be used: ${path} (mode ${octal(stats.mode)}, owner user id ${stats.uid}) does not let ` +
+    `this user${uid === undefined ? '' : ` (user id ${uid})`} ${right}. ${stats.uid === uid ? `Run chmod ${chmod} ${JSON.stringify(path)}, or choose` : 'Choose'} ` +
+    "a cachePath in a directory you own, e.g. defaultCachePath('my-app').");
+  for (let index = 0; index <= components.length; index += 1) {
+    if (index > 0) current = join(current, components[index - 1]!);
+    if (current === '') continue;
+    let stats: Stats;
+    try {
+      stats = await fs.stat(current);
+    } catch (error) {
+      const code = systemErrorCode(error);
+      if (code === 'ENOTDIR') break; // reported below, at the component that is a file
+      if (code !== 'ENOENT') return undefined;
+      if (parent && uid !== undefined && await fs.access(parent.path, fsConstants.W_OK | fsConstants.X_OK).then(() => false, () => true)) {
+        return readOnlyOr(parent.path, denied(parent.path, parent.stats, `create ${current} in it`, 'u+wx'));
+      }
+      return undefined;
+    }
+    if (!stats.isDirectory()) {
+      return new KeychainCacheError('INVALID_OPTION', `The cache directory ${directory} cannot exist: ${current} is a file, not a ` +
+        "directory. Choose a cachePath whose folders are directories, e.g. defaultCachePath('my-app').");
+    }
+    if (uid !== undefined && await fs.access(current, fsConstants.X_OK).then(() => false, () => true)) {
+      return denied(current, stats, 'enter it', 'u+x');
+    }
+    parent = { path: current, stats };
+  }
+  if (parent && uid !== undefined && parent.path === directory &&
+    await fs.access(directory, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK).then(() => false, () => true)) {
+    return readOnlyOr(directory, denied(directory, parent.stats, 'read and write files in it: the cache could never be saved', 'u+rwx'));
+  }
+  return undefined;
+}
+
+/** STORE_FAILED when `path` is on a read-only file system (where no chmod helps), else `otherwise`. */
+async function readOnlyOr(path: string, otherwise: KeychainCacheError): Promise<KeychainCacheError> {
+  const probe = await fs.access(path, fsConstants.W_OK).then(() => undefined, (error: unknown) => systemErrorCode(error));
+  if (probe !== 'EROFS') return otherwise;
+  return new KeychainCacheError('STORE_FAILED', `The cache directory ${path} is on a read-only file system (EROFS). ` +
+    "Choose a cachePath on a writable disk, e.g. defaultCachePath('my-app').");
 }
 
 /**

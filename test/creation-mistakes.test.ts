@@ -1,8 +1,12 @@
 // A new user's mistakes get a typed error at creation, saying what is wrong and how to fix it, before anyone
 // signs in (issue 12), and leave nothing behind.
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createCachePlugin, createPersistence, isKeychainCacheError } from '../src/index.js';
+import { isLinux, repoRoot, tempDir } from './helpers.js';
 
 const quiet = { loggerCallback: () => undefined };
 
@@ -39,5 +43,132 @@ describe('cachePath mistakes are INVALID_OPTION at creation, with the fix', () =
     const directory = await tempDir();
     const persistence = await createPersistence({ cachePath: `${directory}/~backup/cache.json`, backend: 'plaintext-file', allowPlaintextFallback: true, loggerOptions: quiet });
     expect(persistence.cachePath).toBe(`${directory}/~backup/cache.json`);
+  });
+});
+
+// The other mistakes need the file system: each runs on every backend that keeps something at cachePath (all of
+// them: the keyrings keep their change marker there), as another user where rights matter (the tests run as root
+// in CI, and root passes every permission check).
+const nobody = 65534;
+const standIn = "(await import(" + JSON.stringify(join(repoRoot, 'scripts/safe-storage-stand-in.mjs')) + ")).createSafeStorageStandIn().safeStorage";
+const backendOptions: Record<string, string> = {
+  'plaintext-file': "{ backend: 'plaintext-file', allowPlaintextFallback: true }",
+  // No D-Bus here: the Secret Service is unavailable, so the cache falls back to <cachePath>.plaintext.
+  'plaintext fallback': '{ allowPlaintextFallback: true, env: {} }',
+  'safe-storage': `{ safeStorage: ${standIn} }`,
+  // A Secret Service of the user's own, started by the script: the tests' private one belongs to root.
+  libsecret: "{ backend: 'libsecret', env: (await (await import(" + JSON.stringify(join(repoRoot, 'scripts/private-keyring.mjs')) +
+    ")).startPrivateKeyring({ provider: 'gnome-keyring' }).then((k) => (globalThis.keyring = k))).env }",
+};
+
+/** Creates a plugin for each cachePath as `uid`, in one child process; returns each outcome's code (or 'ok') and message. */
+function createAs(uid: number, backend: string, cachePaths: string[], home: string): { code: string; message: string }[] {
+  const script = `
+    import { createCachePlugin } from ${JSON.stringify(join(repoRoot, 'dist/esm/index.js'))};
+    const extra = ${backendOptions[backend]};
+    const results = [];
+    for (const cachePath of ${JSON.stringify(cachePaths)}) {
+      try {
+        await createCachePlugin({ cachePath, loggerOptions: { loggerCallback() {} }, ...extra });
+        results.push({ code: 'ok', message: '' });
+      } catch (error) { results.push({ code: error.code ?? String(error), message: error.message }); }
+    }
+    console.log(JSON.stringify(results));
+    await globalThis.keyring?.stop();
+    process.exit(0);`;
+  const output = execFileSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, '--input-type=module', '-e', script],
+    { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home, MKC_SECRET_SERVICE: 'gnome-keyring' }, timeout: 60_000 });
+  return JSON.parse(output.trim().split('\n').at(-1)!);
+}
+
+describe.runIf(isLinux)('cache directories that cannot be used fail at creation, typed, naming the culprit and the fix', () => {
+  for (const backend of Object.keys(backendOptions)) {
+    it(`${backend}: a directory as cachePath, a file in the path, an unwritable or untraversable directory`, async () => {
+      const base = await tempDir();
+      await chmod(base, 0o755);
+      const home = join(base, 'home');
+      await mkdir(join(home, '.cache'), { recursive: true, mode: 0o700 });
+      await mkdir(join(base, 'a-directory'), { mode: 0o700 });
+      await writeFile(join(base, 'a-file'), '');
+      await mkdir(join(base, 'read-only'), { mode: 0o500 });
+      await mkdir(join(base, 'closed', 'inner'), { recursive: true, mode: 0o700 });
+      await chmod(join(base, 'closed'), 0o600);
+      execFileSync('chown', ['-R', `${nobody}:${nobody}`, base]);
+      const [directory, file, readOnly, closed] = createAs(nobody, backend, [
+        join(base, 'a-directory'),
+        join(base, 'a-file', 'msal-cache.json'),
+        join(base, 'read-only', 'msal-cache.json'),
+        join(base, 'closed', 'inner', 'msal-cache.json'),
+      ], home);
+      expect(directory).toMatchObject({ code: 'INVALID_OPTION', message: expect.stringMatching(/a-directory is a directory; cachePath names the cache file.*join\(/) });
+      expect(file).toMatchObject({ code: 'INVALID_OPTION', message: expect.stringMatching(/a-file is a file, not a directory/) });
+      expect(readOnly).toMatchObject({ code: 'ACCESS_DENIED', message: expect.stringMatching(/read-only \(mode 0500, owner user id 65534\).*could never be saved.*chmod u\+rwx/) });
+      expect(closed).toMatchObject({ code: 'ACCESS_DENIED', message: expect.stringMatching(/closed \(mode 0600.*enter it.*chmod u\+x/) });
+      // Nothing was made where creation failed.
+      expect(await readdir(join(base, 'a-directory'))).toEqual([]);
+      expect(await readdir(join(base, 'read-only'))).toEqual([]);
+    }, 120_000);
+  }
+
+  for (const backend of ['plaintext-file', 'libsecret'] as const) {
+    it(`${backend}: a cache already stored (the load is the check) in a directory that became read-only still fails at creation`, async () => {
+      const base = await tempDir();
+      await chmod(base, 0o755);
+      const home = join(base, 'home');
+      await mkdir(join(home, '.cache'), { recursive: true, mode: 0o700 });
+      const cacheDirectory = join(base, 'cache');
+      await mkdir(cacheDirectory, { mode: 0o700 });
+      execFileSync('chown', ['-R', `${nobody}:${nobody}`, base]);
+      const cachePath = join(cacheDirectory, 'msal-cache.json');
+      // A first run stores a cache, then the directory loses its write right (a restored backup, a chmod).
+      const script = `
+        import { createCachePlugin } from ${JSON.stringify(join(repoRoot, 'dist/esm/index.js'))};
+        import { chmodSync } from 'node:fs';
+        const extra = ${backendOptions[backend]};
+        const create = () => createCachePlugin({ cachePath: ${JSON.stringify(cachePath)}, loggerOptions: { loggerCallback() {} }, ...extra });
+        const first = await create();
+        await first.persistence.save('{"Account":{}}');
+        chmodSync(${JSON.stringify(cacheDirectory)}, 0o500);
+        try { await create(); console.log(JSON.stringify({ code: 'ok' })); }
+        catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }
+        await globalThis.keyring?.stop();
+    process.exit(0);`;
+      const output = execFileSync('setpriv', [`--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', process.execPath, '--input-type=module', '-e', script],
+        { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home, MKC_SECRET_SERVICE: 'gnome-keyring' }, timeout: 60_000 });
+      expect(JSON.parse(output.trim().split('\n').at(-1)!)).toMatchObject({ code: 'ACCESS_DENIED', message: expect.stringMatching(/could never be saved/) });
+    }, 120_000);
+  }
+
+  it('a creation that fails after making the cache directory removes what it made, and only that', async () => {
+    const base = await tempDir();
+    // Electron's async safeStorage whose key is gone: available, the directory is made, then the check's encryption fails.
+    const { createSafeStorageStandIn } = await import('../scripts/safe-storage-stand-in.mjs');
+    const standInStorage = createSafeStorageStandIn({ api: 'async' });
+    standInStorage.loseKey();
+    const error = await failure(() => createCachePlugin({ cachePath: join(base, 'new', 'deeper', 'msal-cache.json'), safeStorage: standInStorage.safeStorage, loggerOptions: quiet }));
+    expect(error.code).toBe('STORE_FAILED');
+    expect(await readdir(base)).toEqual([]);
+    // A directory that was there before, with someone else's file in it, stays.
+    await mkdir(join(base, 'kept'));
+    await writeFile(join(base, 'kept', 'other-file'), 'x');
+    await failure(() => createCachePlugin({ cachePath: join(base, 'kept', 'new', 'msal-cache.json'), safeStorage: standInStorage.safeStorage, loggerOptions: quiet }));
+    expect(await readdir(join(base, 'kept'))).toEqual(['other-file']);
+  });
+});
+
+describe('the plaintext warning says where the tokens are, what that means, why, and what to do, in that order', () => {
+  it.each([
+    ['chosen', { backend: 'plaintext-file' as const }, '', /^Why: backend: 'plaintext-file' was chosen\. To keep them encrypted, leave backend unset/],
+    ['fallback', { env: {} }, '.plaintext', /^Why: no secret store works here, and allowPlaintextFallback: true permits this file then\. The store's answer: .*D-Bus.* is left to the encrypted store/],
+  ])('%s', async (_name, extra, suffix, rest) => {
+    const cachePath = join(await tempDir(), 'msal-cache.json');
+    const warnings: string[] = [];
+    await createCachePlugin({ cachePath, allowPlaintextFallback: true, ...extra, loggerOptions: { loggerCallback: (level, message) => { if (level === 1) warnings.push(message); } } });
+    expect(warnings).toHaveLength(1);
+    const lead = `[msal-keychain-cache] Tokens are stored UNENCRYPTED in ${cachePath}${suffix}: anyone who can read that file can use them. `;
+    expect(warnings[0]!.startsWith(lead), warnings[0]).toBe(true);
+    expect(warnings[0]!.slice(lead.length)).toMatch(rest);
+    // Never the advice to pass the flag that was passed.
+    expect(warnings[0]).not.toMatch(/pass allowPlaintextFallback/);
   });
 });

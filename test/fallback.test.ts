@@ -68,7 +68,7 @@ describe('the plaintext fallback has its own file', () => {
     expect((await readdir(directory)).sort()).toEqual(['msal-cache.json', 'msal-cache.json.plaintext']);
     const warnings = log.lines.filter((l) => l.level === 1).map((l) => l.message);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toContain(`UNENCRYPTED in ${plaintextFallbackPath(cachePath)} `);
+    expect(warnings[0]).toContain(`UNENCRYPTED in ${plaintextFallbackPath(cachePath)}: `);
     expect(warnings[0]).toContain(`${cachePath} is left to the encrypted store`);
     expect(warnings[0]).not.toMatch(/pass allowPlaintextFallback/);
   });

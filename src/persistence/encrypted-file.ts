@@ -1,6 +1,5 @@
-import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
-import { assertSafePath, ensureDirectory, fileStamp, randomHex, readBytesIfExists, writeFileAtomic } from '../files.js';
+import { fileStamp, prepareCacheLocation, randomHex, readBytesIfExists, writeFileAtomic } from '../files.js';
 import { deleteFile, quarantineFile, verifyDirectory } from './plaintext-file.js';
 import type { BackendKind, Persistence } from './types.js';
 
@@ -37,8 +36,7 @@ export interface EncryptedFileOptions {
  */
 export async function createEncryptedFilePersistence(options: EncryptedFileOptions): Promise<Persistence> {
   const { kind, cachePath, platform, encrypted, cipher, decryptHelp } = options;
-  await ensureDirectory(dirname(cachePath));
-  await assertSafePath(cachePath);
+  await prepareCacheLocation(cachePath);
 
   const open = async (sealed: Uint8Array): Promise<string> => {
     try {

@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import { KeychainCacheError } from '../errors.js';
 import {
-  assertSafeDirectory, assertSafePath, corruptName, ensureDirectory, markerStamper, randomHex, writeFileAtomic,
+  assertSafeDirectory, corruptName, markerStamper, prepareCacheLocation, randomHex, writeFileAtomic,
 } from '../files.js';
 import { deleteFile } from './plaintext-file.js';
 import type { Persistence } from './types.js';
@@ -41,8 +41,7 @@ export interface ItemStoreOptions {
 export async function createItemStorePersistence(options: ItemStoreOptions): Promise<Persistence> {
   const { kind, cachePath, serviceName, accountName, platform, describeItem, explainError } = options;
   const items = await options.openItems();
-  await ensureDirectory(dirname(cachePath));
-  await assertSafePath(cachePath);
+  await prepareCacheLocation(cachePath);
   const location = describeItem(serviceName, accountName);
   const call = async <T>(action: string, run: () => Promise<T>, item = location): Promise<T> => {
     try {

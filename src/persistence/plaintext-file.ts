@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from '../errors.js';
 import {
-  assertSafePath, corruptName, describeFileError, ensureDirectory, fileStamp, randomHex, readFileIfExists, renameWithRetry,
+  corruptName, describeFileError, fileStamp, prepareCacheLocation, randomHex, readFileIfExists, renameWithRetry,
   unlinkWithRetry, writeFileAtomic,
 } from '../files.js';
 import type { Persistence } from './types.js';
@@ -15,8 +15,7 @@ export interface FilePersistenceOptions {
 /** The cache JSON in a plain 0600 file: msal-node-extensions' FilePersistence layout. Not encrypted. */
 export async function createPlaintextFilePersistence(options: FilePersistenceOptions): Promise<Persistence> {
   const { cachePath, platform } = options;
-  await ensureDirectory(dirname(cachePath));
-  await assertSafePath(cachePath);
+  await prepareCacheLocation(cachePath);
   return {
     kind: 'plaintext-file',
     encrypted: false,
