@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import { selectPersistence } from './create-persistence.js';
 import { accountsIn, type CachedAccount, mergeCaches, replaceMemory } from './cache-json.js';
-import { isKeychainCacheError, KeychainCacheError } from './errors.js';
+import { asKeychainCacheError, isKeychainCacheError, KeychainCacheError } from './errors.js';
 import { acquireFileLock, type LockOptions, type ReleaseLock } from './file-lock.js';
 import { createLogger, type Logger, type LoggerOptions } from './logger.js';
 import { type CachePluginOptions, pluginKeys, resolveLockOptions, resolvePersistenceOptions } from './options.js';
@@ -78,25 +78,30 @@ export class KeychainCachePlugin implements ICachePlugin {
   }
 
   async beforeCacheAccess(context: TokenCacheContext): Promise<void> {
-    if (!context.cacheHasChanged) {
-      // The hot path: one stat, nothing else, when no other writer has been here.
-      const state = this.#state(context);
-      const token = await this.persistence.changeToken();
-      // A read that lands inside a write of the same client (msal-node runs them concurrently) must not replace
-      // the memory that write is filling: the write reloaded under the lock and saves the latest in a moment.
-      if (token !== state.token && state.writing === 0) await this.#beforeRead(context, token);
-      return;
-    }
-    const held = await this.#lock();
     try {
-      const base = await this.#syncUnderLock(context);
-      this.#held.set(context, { ...held, baseText: base.text, baseToken: base.token });
+      if (!context.cacheHasChanged) {
+        // The hot path: one stat, nothing else, when no other writer has been here.
+        const state = this.#state(context);
+        const token = await this.persistence.changeToken();
+        // A read that lands inside a write of the same client (msal-node runs them concurrently) must not replace
+        // the memory that write is filling: the write reloaded under the lock and saves the latest in a moment.
+        if (token !== state.token && state.writing === 0) await this.#beforeRead(context, token);
+        return;
+      }
+      const held = await this.#lock();
+      try {
+        const base = await this.#syncUnderLock(context);
+        this.#held.set(context, { ...held, baseText: base.text, baseToken: base.token });
+      } catch (error) {
+        await this.#unlock(held);
+        throw error;
+      }
+      this.#state(context).writing++;
+      this.#writing++;
     } catch (error) {
-      await this.#unlock(held);
-      throw error;
+      // One error identity for the app, whatever failed underneath (a persistence passed in, msal's own parser).
+      throw asKeychainCacheError(error, 'Reading the token cache');
     }
-    this.#state(context).writing++;
-    this.#writing++;
   }
 
   async afterCacheAccess(context: TokenCacheContext): Promise<void> {
@@ -115,10 +120,12 @@ export class KeychainCachePlugin implements ICachePlugin {
       Object.assign(this.#state(context), { text, token: held.baseToken });
       this.#logger.verbose(`Saved the token cache (${text.length} characters) to ${this.persistence.kind}.`);
       this.#notify(text, 'this-process');
+    } catch (error) {
+      throw asKeychainCacheError(error, 'Saving the token cache');
     } finally {
       this.#state(context).writing--;
       this.#writing--;
-      await this.#unlock(held);
+      await this.#unlock(held).catch((error: unknown) => { throw asKeychainCacheError(error, 'Releasing the cache lock'); });
     }
   }
 

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { KeychainCacheError, systemErrorCode } from './errors.js';
+import { KeychainCacheError, systemErrorCode, withTypedErrors } from './errors.js';
 import { assertNotDirectory, readBytesIfExists } from './files.js';
 import { createLogger, type Logger } from './logger.js';
 import { type PersistenceOptions, type ResolvedPersistenceOptions, resolvePersistenceOptions } from './options.js';
@@ -151,7 +151,7 @@ async function attempt(kind: BackendKind, options: ResolvedPersistenceOptions, c
   const started = performance.now();
   try {
     const opened = await openBackend(kind, options, cachePath);
-    const persistence = options.verify ? await verifyByLoad(opened) : opened;
+    const persistence = withTypedErrors(options.verify ? await verifyByLoad(opened) : opened, `The ${kind} persistence`);
     return { persistence, attempt: { kind, usable: true, ms: performance.now() - started } };
   } catch (caught) {
     // Something we did not classify is not proof that the store is absent: STORE_FAILED, which never falls back.

@@ -53,3 +53,39 @@ export function systemErrorCode(error: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * What leaves a public entry point: a KeychainCacheError as it is; anything else (a defect of ours, or an app's
+ * store, session or persistence that threw) as STORE_FAILED, with the original kept as `cause`. Its message is not
+ * copied: a parser's message can quote the text it failed on, and that text may be a token.
+ */
+export function asKeychainCacheError(error: unknown, what: string): KeychainCacheError {
+  if (error instanceof KeychainCacheError) return error;
+  const name = error instanceof Error ? error.name : typeof error;
+  const code = systemErrorCode(error);
+  return new KeychainCacheError('STORE_FAILED', `${what} failed with an unexpected ${name}${code ? ` (${code})` : ''}; see cause.`,
+    { cause: error });
+}
+
+/**
+ * A copy of `target` whose methods throw (or reject with) only KeychainCacheError (see asKeychainCacheError); a
+ * method that returns a value still returns it as it is, a promise stays a promise. Other properties are copied.
+ * For the objects the package hands out (persistences, partition stores).
+ */
+export function withTypedErrors<T extends object>(target: T, what: string): T {
+  const guarded: Record<string, unknown> = { ...(target as Record<string, unknown>) };
+  for (const [name, value] of Object.entries(target)) {
+    if (typeof value !== 'function') continue;
+    const typed = (error: unknown) => asKeychainCacheError(error, `${what}.${name}()`);
+    guarded[name] = function guardedMethod(...args: unknown[]): unknown {
+      let result: unknown;
+      try {
+        result = (value as (...parameters: unknown[]) => unknown).apply(target, args);
+      } catch (error) {
+        throw typed(error);
+      }
+      return result instanceof Promise ? result.catch((error: unknown) => { throw typed(error); }) : result;
+    };
+  }
+  return guarded as T;
+}

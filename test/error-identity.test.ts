@@ -55,3 +55,52 @@ describe('KeychainCacheError is one class across entry points and module formats
     expect(new AppError('STORE_FAILED', 'x')).toBeInstanceOf(KeychainCacheError);
   });
 });
+
+// Every error that leaves the package is a KeychainCacheError, also when what failed underneath is not ours: a
+// persistence or a partition store the app passed in, a session whose save failed. The original is the cause;
+// its message is not copied (it could quote a token).
+describe('what the app passes in fails as a KeychainCacheError, with the original as cause and its text kept out', () => {
+  const secretText = 'eyJhbGciOi-looks-like-a-token';
+
+  it('a persistence passed to createCachePlugin that throws a TypeError, or rejects with a string, on load and on save', async () => {
+    const { PublicClientApplication } = await import('@azure/msal-node');
+    const { createCachePlugin, createPersistence, isKeychainCacheError } = await import('../src/index.js');
+    const { createTokenEndpoint, signIn, tempDir } = await import('./helpers.js');
+    const real = await createPersistence({ cachePath: join(await tempDir(), 'msal-cache.json'), backend: 'plaintext-file',
+      allowPlaintextFallback: true, loggerOptions: { loggerCallback: () => undefined } });
+    for (const failure of [() => { throw new TypeError(secretText); }, () => Promise.reject(secretText)]) {
+      for (const method of ['load', 'save'] as const) {
+        const persistence = { ...real, [method]: failure };
+        const endpoint = createTokenEndpoint();
+        const client = new PublicClientApplication({ auth: { clientId: 'c', authority: 'https://login.microsoftonline.com/common' },
+          cache: { cachePlugin: await createCachePlugin({ persistence }) }, system: { networkClient: endpoint.networkClient } });
+        const error = await signIn(client, 'ann').then(() => undefined, (caught: unknown) => caught);
+        expect(isKeychainCacheError(error, 'STORE_FAILED'), `${method}: ${String(error)}`).toBe(true);
+        const typed = error as Error & { cause: unknown };
+        expect(typed.cause === secretText || (typed.cause as Error).message === secretText).toBe(true);
+        expect(typed.message).not.toContain(secretText);
+      }
+    }
+  });
+
+  it('a partition store that throws, and a session whose save fails, through a real confidential client', async () => {
+    const { createBlobCipher, createSessionStore, partitionKeys } = await import('../src/distributed/index.js');
+    const { isKeychainCacheError } = await import('../src/index.js');
+    const { createTokenEndpoint, webApp, webSignIn } = await import('./helpers.js');
+    const { randomBytes } = await import('node:crypto');
+    const cipher = createBlobCipher({ keys: { k1: randomBytes(32) }, currentKeyId: 'k1' });
+    const throwing = { get: async () => { throw new RangeError(secretText); }, compareAndSet: async () => null, delete: async () => false };
+    const failingSession = { reload(done: (error?: unknown) => void) { done(); }, save(done: (error?: unknown) => void) { done(new Error(secretText)); } };
+    const sessionStore = createSessionStore({ request: { session: failingSession } as never });
+    for (const store of [throwing, sessionStore]) {
+      const error = await webSignIn(webApp(store, cipher, partitionKeys.forAccount('ann'), createTokenEndpoint()), 'ann')
+        .then(() => undefined, (caught: unknown) => caught);
+      expect(isKeychainCacheError(error, 'STORE_FAILED'), String(error)).toBe(true);
+      expect((error as Error).message).not.toContain(secretText);
+      expect(((error as Error).cause as Error).message).toBe(secretText);
+    }
+    // Called directly, as an app's sign-out route does: the store's own methods reject the same way.
+    const direct = await sessionStore.delete(partitionKeys.forAccount('ann')).then(() => undefined, (caught: unknown) => caught);
+    expect(isKeychainCacheError(direct, 'STORE_FAILED'), String(direct)).toBe(true);
+  });
+});

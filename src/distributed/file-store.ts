@@ -2,7 +2,7 @@
 // under a per-partition lockfile, so several processes of one machine can share it with no server.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { KeychainCacheError } from '../errors.js';
+import { KeychainCacheError, withTypedErrors } from '../errors.js';
 import { acquireFileLock } from '../file-lock.js';
 import { assertSafePath, ensureDirectory, randomHex, readBytesIfExists, writeFileAtomic } from '../files.js';
 import { defaultTombstoneTtlMs, optionalDuration } from './checks.js';
@@ -69,7 +69,7 @@ export async function createFileStore(options: FileStoreOptions): Promise<Partit
     }
   };
 
-  return {
+  return withTypedErrors({
     pathFor,
     get: (partitionKey) => read(pathFor(partitionKey)),
     compareAndSet: (partitionKey, value, expectedVersion, ttlMs) => underLock(pathFor(partitionKey), async (path) => {
@@ -82,5 +82,5 @@ export async function createFileStore(options: FileStoreOptions): Promise<Partit
       await put(path, Buffer.alloc(0), tombstoneTtlMs);
       return current !== null && current.value.length > 0;
     }),
-  };
+  }, 'The file store');
 }

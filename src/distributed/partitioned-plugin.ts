@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import { accountsIn, mergeCaches, parseCacheJson, replaceMemory } from '../cache-json.js';
-import { isKeychainCacheError, KeychainCacheError } from '../errors.js';
+import { asKeychainCacheError, isKeychainCacheError, KeychainCacheError } from '../errors.js';
 import { createLogger, type Logger, type LoggerOptions } from '../logger.js';
 import { type BlobCipher, type BlobUnreadableError, type UnreadableReason } from './blob-cipher.js';
 import { optionalCount, optionalDuration } from './checks.js';
@@ -280,43 +280,59 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
   return {
     partitionKey: fixedKey,
     async beforeCacheAccess(context: TokenCacheContext) {
-      const state = stateOf(context);
-      if (fixedKey === undefined) {
-        // Sign-in: nobody's partition yet; the write finds it from the account it writes.
-        state.read = nothingStored;
-        apply(context, state, nothingStored.text);
-        return;
+      try {
+        await beforeAccess(context);
+      } catch (error) {
+        throw asKeychainCacheError(error, "Reading a partition's token cache");
       }
-      const loaded = await load(fixedKey);
-      state.read = loaded;
-      state.origin ??= loaded.tombstone ? loaded.version! : loaded.epoch;
-      // Sliding expiry: a partition in use does not expire between writes.
-      if (ttlMs && loaded.version !== null && !loaded.tombstone) await store.touch?.(fixedKey, ttlMs);
-      const live = loaded.version !== null && !loaded.tombstone && !loaded.unreadable ? loaded.version : undefined;
-      // The same version as the client's memory holds already: nothing to hand over.
-      if (live !== undefined && state.inMemory === live) return;
-      apply(context, state, loaded.text, live);
     },
     async afterCacheAccess(context: TokenCacheContext) {
-      // A read never writes: not an old key's blob (another instance may not have the new key yet), not an
-      // unreadable one, not a tombstone.
-      if (!context.cacheHasChanged) return;
-      const state = stateOf(context);
-      state.inMemory = undefined;
-      const ours = context.tokenCache.serialize();
-      const read = state.read ?? nothingStored;
-      if (fixedKey !== undefined) return write(context, state, fixedKey, read, ours, state.origin ?? read.epoch);
-      const homeAccountIds = new Set([...(accountsIn(ours)?.values() ?? [])].map((account) => account.homeAccountId));
-      if (homeAccountIds.size !== 1) {
-        throw new KeychainCacheError('INVALID_OPTION', homeAccountIds.size === 0
-          ? 'No partitionKey was given and the cache holds no account to take it from (app-only tokens need partitionKeys.forApp(clientId, tenantId)).'
-          : 'No partitionKey was given and this request wrote tokens of several accounts: give each request a plugin with its partitionKey.');
+      try {
+        await afterAccess(context);
+      } catch (error) {
+        throw asKeychainCacheError(error, "Saving a partition's token cache");
       }
-      const key = partitionKeys.forAccount([...homeAccountIds][0]!);
-      const latest = await load(key);
-      return write(context, state, key, latest, mergeCaches(read.text, ours, latest.text), latest.tombstone ? latest.version! : latest.epoch);
     },
   };
+
+  async function beforeAccess(context: TokenCacheContext): Promise<void> {
+    const state = stateOf(context);
+    if (fixedKey === undefined) {
+      // Sign-in: nobody's partition yet; the write finds it from the account it writes.
+      state.read = nothingStored;
+      apply(context, state, nothingStored.text);
+      return;
+    }
+    const loaded = await load(fixedKey);
+    state.read = loaded;
+    state.origin ??= loaded.tombstone ? loaded.version! : loaded.epoch;
+    // Sliding expiry: a partition in use does not expire between writes.
+    if (ttlMs && loaded.version !== null && !loaded.tombstone) await store.touch?.(fixedKey, ttlMs);
+    const live = loaded.version !== null && !loaded.tombstone && !loaded.unreadable ? loaded.version : undefined;
+    // The same version as the client's memory holds already: nothing to hand over.
+    if (live !== undefined && state.inMemory === live) return;
+    apply(context, state, loaded.text, live);
+  }
+
+  async function afterAccess(context: TokenCacheContext): Promise<void> {
+    // A read never writes: not an old key's blob (another instance may not have the new key yet), not an
+    // unreadable one, not a tombstone.
+    if (!context.cacheHasChanged) return;
+    const state = stateOf(context);
+    state.inMemory = undefined;
+    const ours = context.tokenCache.serialize();
+    const read = state.read ?? nothingStored;
+    if (fixedKey !== undefined) return write(context, state, fixedKey, read, ours, state.origin ?? read.epoch);
+    const homeAccountIds = new Set([...(accountsIn(ours)?.values() ?? [])].map((account) => account.homeAccountId));
+    if (homeAccountIds.size !== 1) {
+      throw new KeychainCacheError('INVALID_OPTION', homeAccountIds.size === 0
+        ? 'No partitionKey was given and the cache holds no account to take it from (app-only tokens need partitionKeys.forApp(clientId, tenantId)).'
+        : 'No partitionKey was given and this request wrote tokens of several accounts: give each request a plugin with its partitionKey.');
+    }
+    const key = partitionKeys.forAccount([...homeAccountIds][0]!);
+    const latest = await load(key);
+    return write(context, state, key, latest, mergeCaches(read.text, ours, latest.text), latest.tombstone ? latest.version! : latest.epoch);
+  }
 }
 
 /** Whether a serialized cache holds any entity (an account, a token). */

@@ -12,7 +12,7 @@
 // Compare-and-set is `UPDATE ... WHERE version = $expected` (or an INSERT that only replaces an expired row).
 // Expiry is the database's clock alone (now() + interval): app servers' clocks differ from it and each other.
 // A sign-out writes a tombstone row (empty data) that expires after tombstoneTtlMs.
-import { KeychainCacheError } from '../errors.js';
+import { KeychainCacheError, withTypedErrors } from '../errors.js';
 import { randomHex } from '../files.js';
 import { defaultTombstoneTtlMs, optionalDuration } from './checks.js';
 import type { PartitionStore } from './store.js';
@@ -60,7 +60,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
   const expiresAt = (parameter: string) => `now() + ${parameter}::bigint * interval '1 millisecond'`;
   const live = '(expires_at IS NULL OR expires_at > now())';
 
-  return {
+  return withTypedErrors({
     async ensureSchema() {
       await sql('create the cache table', `CREATE TABLE IF NOT EXISTS "${table}" (
         partition_key text PRIMARY KEY, version text NOT NULL, data bytea NOT NULL, expires_at timestamptz)`);
@@ -100,5 +100,5 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     async cleanup() {
       return (await sql('delete expired caches', `DELETE FROM "${table}" WHERE expires_at IS NOT NULL AND expires_at <= now()`)).rowCount ?? 0;
     },
-  };
+  }, 'The PostgreSQL store');
 }

@@ -6,7 +6,7 @@
 // Each partition is one hash key { v: version, d: base64 blob } ('' for a tombstone); compare-and-set and
 // sign-out are Lua scripts on that single key, so they are atomic, and they work unchanged on Redis Cluster
 // (one key = one slot, no hash tags). Every command goes to the key's master: a replica may lag behind a write.
-import { KeychainCacheError } from '../errors.js';
+import { KeychainCacheError, withTypedErrors } from '../errors.js';
 import { randomHex } from '../files.js';
 import { defaultTombstoneTtlMs, optionalDuration, optionalTimeout } from './checks.js';
 import type { PartitionStore } from './store.js';
@@ -99,7 +99,7 @@ export function createRedisStore(options: RedisStoreOptions): PartitionStore {
   };
   const text = (value: unknown) => (Buffer.isBuffer(value) ? value.toString('utf8') : String(value));
 
-  return {
+  return withTypedErrors({
     async get(partitionKey) {
       const key = prefix + partitionKey;
       const reply = await command(key, ['HMGET', key, 'v', 'd']) as [unknown, unknown];
@@ -126,5 +126,5 @@ export function createRedisStore(options: RedisStoreOptions): PartitionStore {
       const key = prefix + partitionKey;
       await command(key, ['PEXPIRE', key, String(Math.ceil(ttlMs))]);
     },
-  };
+  }, 'The Redis store');
 }

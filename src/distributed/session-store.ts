@@ -9,7 +9,7 @@
 // the session can be re-read and saved on demand (express-session's reload() and save()), every write does
 // reload, compare, write and save at once, so a racing request's saved tokens are merged instead of lost;
 // the window left is between another request's last reload and its save.
-import { KeychainCacheError } from '../errors.js';
+import { KeychainCacheError, withTypedErrors } from '../errors.js';
 import { randomHex } from '../files.js';
 import { defaultTombstoneTtlMs, optionalCount, optionalDuration, optionalText } from './checks.js';
 import type { PartitionStore } from './store.js';
@@ -90,7 +90,7 @@ export function createSessionStore(options: SessionStoreOptions): PartitionStore
     return next ?? undefined;
   };
 
-  return {
+  return withTypedErrors({
     async get(partitionKey) {
       const entry = live(entries(session())[partitionKey]);
       return entry ? { version: entry.v, value: Buffer.from(entry.d, 'base64') } : null;
@@ -111,5 +111,5 @@ export function createSessionStore(options: SessionStoreOptions): PartitionStore
       });
       return wasLive;
     },
-  };
+  }, 'The session store');
 }
