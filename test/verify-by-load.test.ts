@@ -135,7 +135,9 @@ describe.runIf(isLinux)('verify by load: plaintext-file', () => {
   });
 
   // Root ignores permission bits: a read-only mount is what makes the directory unwritable here.
-  it.runIf(process.getuid?.() === 0)('a store that reads but cannot be written fails the first write, typed, and loses nothing', async () => {
+  // A directory already read-only at creation is refused there (test/creation-mistakes.test.ts, issue 12); one that
+  // becomes read-only after it is what the first write meets.
+  it.runIf(process.getuid?.() === 0)('a store that reads but cannot be written fails the first write, typed, and loses nothing; created then, it fails at creation', async () => {
     const mountPoint = join(await tempDir(), 'ro');
     await mkdir(mountPoint);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mountPoint]);
@@ -145,11 +147,13 @@ describe.runIf(isLinux)('verify by load: plaintext-file', () => {
       const { client } = await newClient(options, endpoint);
       await signIn(client, 'kept');
       const stored = await readFile(options.cachePath, 'utf8');
-      execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
       const { client: readOnly } = await newClient(options, endpoint);
+      execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
       expect(findAccount(await readOnly.getTokenCache().getAllAccounts(), endpoint, 'kept')).toBeDefined();
       await expect(signIn(readOnly, 'refused')).rejects.toMatchObject({ code: 'STORE_FAILED' });
       expect(await readFile(options.cachePath, 'utf8')).toBe(stored);
+      await expect(newClient(options, endpoint)).rejects.toMatchObject({ code: 'STORE_FAILED', message: expect.stringContaining('read-only file system') });
+      execFileSync('mount', ['-o', 'remount,rw', mountPoint]);
       const fresh = await newClient(options, endpoint);
       const accounts = await fresh.client.getTokenCache().getAllAccounts();
       expect(findAccount(accounts, endpoint, 'kept')).toBeDefined();
