@@ -178,8 +178,9 @@ export async function assertNotDirectory(cachePath: string): Promise<void> {
  */
 async function diagnoseDirectory(directory: string): Promise<KeychainCacheError | undefined> {
   const uid = ownUid();
-  const components = directory.split(/[\\/]+/).filter(Boolean);
+  // The root ('/', 'C:\\') first, then each component below it.
   const root = directory.match(/^([a-zA-Z]:)?[\\/]*/)?.[0] ?? '';
+  const components = directory.slice(root.length).split(/[\\/]+/).filter(Boolean);
   let current = root;
   let parent: { path: string; stats: Stats } | undefined;
   const denied = (path: string, stats: Stats, right: string, chmod: string) => new KeychainCacheError('ACCESS_DENIED',
