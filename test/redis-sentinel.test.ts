@@ -89,7 +89,7 @@ describe('a Sentinel failover (SENTINEL FAILOVER) under both clients', () => {
 
       // Sign-ins keep coming while the failover runs; each one is acknowledged or fails, none hangs.
       let failingOver = true;
-      const during: { key: string; store: PartitionStore; acked: boolean; code?: string }[] = [];
+      const during: { name: string; key: string; store: PartitionStore; acked: boolean; code?: string }[] = [];
       const traffic = Object.entries(clients).map(async ([name, store]) => {
         for (let i = 0; failingOver; i++) {
           const key = `user:during-${name}-${i}`;
@@ -97,7 +97,7 @@ describe('a Sentinel failover (SENTINEL FAILOVER) under both clients', () => {
           const outcome = await webSignIn(webApp(store, storeCipher, key, endpoint), key).then(() => ({ acked: true }),
             (error: { code?: string }) => ({ acked: false, code: error.code }));
           expect(Date.now() - started).toBeLessThan(15_000);
-          during.push({ key, store, ...outcome });
+          during.push({ name, key, store, ...outcome });
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       });
@@ -139,11 +139,13 @@ describe('a Sentinel failover (SENTINEL FAILOVER) under both clients', () => {
       }
       // Sign-ins acknowledged during the failover: a write the old master acknowledged after it was replaced
       // (before the client followed +switch-master) is lost when Sentinel demotes it; counted, not hidden.
-      const acked = during.filter((d) => d.acked);
-      const lost: string[] = [];
-      for (const { store, key } of acked) if (!(await store.get(key))) lost.push(key);
-      console.log(`failover: ${acked.length} sign-ins acknowledged during it, ${lost.length} of them lost; `
-        + `${during.length - acked.length} failed with STORE_FAILED`);
+      for (const name of Object.keys(clients)) {
+        const acked = during.filter((d) => d.name === name && d.acked);
+        let lost = 0;
+        for (const { store, key } of acked) if (!(await store.get(key))) lost++;
+        console.log(`failover, ${name}: ${acked.length} sign-ins acknowledged during it, ${lost} of them lost; `
+          + `${during.filter((d) => d.name === name && !d.acked).length} failed with STORE_FAILED`);
+      }
     } finally {
       await nodeRedis.close();
       ioredis.disconnect();
