@@ -1,7 +1,8 @@
 // A PartitionStore in Redis. Takes the app's own connected client, and never imports a Redis client itself:
 // - node-redis v4/v5 `createClient()`, as is;
 // - node-redis `createCluster()`, as is (its sendCommand takes the key first, so it is recognised and called so);
-// - ioredis `new Redis()` or `new Redis.Cluster()`, as is (through its `call`);
+// - node-redis `createSentinel()`, as is (its sendCommand takes isReadonly first: recognised by getMasterNode);
+// - ioredis `new Redis()` (Sentinel too: `new Redis({ sentinels, name })`) or `new Redis.Cluster()`, as is (through its `call`);
 // - anything else with `sendCommand(args: string[])`.
 // Each partition is one hash key { v: version, d: base64 blob } ('' for a tombstone); compare-and-set and
 // sign-out are Lua scripts on that single key, so they are atomic, and they work unchanged on Redis Cluster
@@ -19,6 +20,7 @@ export interface RedisCommandClient {
 export type RedisClientLike =
   | RedisCommandClient
   | { sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>; getSlotMaster(slot: number): unknown }
+  | { sendCommand(isReadonly: boolean | undefined, args: string[]): Promise<unknown>; getMasterNode(): unknown }
   | { call(command: string, ...args: string[]): Promise<unknown> };
 
 export interface RedisStoreOptions {
@@ -57,6 +59,12 @@ function sender(client: unknown): Send | undefined {
     const send = candidate.sendCommand as (key: string, readonly: boolean, args: string[]) => Promise<unknown>;
     return (key, args) => send.call(client, key, false, args);
   }
+  // node-redis sentinel: sendCommand(isReadonly, args); false keeps every command on the master (with
+  // replicaPoolSize > 0 a read-only one would go to a replica, which may lag behind a write).
+  if (typeof candidate.sendCommand === 'function' && typeof candidate.getMasterNode === 'function') {
+    const send = candidate.sendCommand as (readonly: boolean, args: string[]) => Promise<unknown>;
+    return (_key, args) => send.call(client, false, args);
+  }
   // ioredis (standalone and Cluster): call(command, ...args) routes by the command's keys.
   if (typeof candidate.call === 'function') {
     const call = candidate.call as (command: string, ...args: string[]) => Promise<unknown>;
@@ -73,7 +81,7 @@ export function createRedisStore(options: RedisStoreOptions): PartitionStore {
   const send = sender(options?.client);
   if (!send) {
     throw new KeychainCacheError('INVALID_OPTION', 'createRedisStore needs { client }: a connected node-redis client or cluster ' +
-      '(createClient / createCluster), an ioredis Redis or Cluster, or an object with sendCommand(args: string[]).');
+      '(createClient / createCluster / createSentinel), an ioredis Redis or Cluster, or an object with sendCommand(args: string[]).');
   }
   const prefix = options.keyPrefix ?? 'msal-cache:';
   if (typeof prefix !== 'string') throw new KeychainCacheError('INVALID_OPTION', `keyPrefix must be a string; got a ${typeof prefix}.`);
