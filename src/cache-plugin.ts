@@ -111,6 +111,7 @@ export class KeychainCachePlugin implements ICachePlugin {
     const held = this.#held.get(context);
     if (!held) return; // a read, or a write whose beforeCacheAccess failed: nothing to save or release
     this.#held.delete(context);
+    let saveError: KeychainCacheError | undefined;
     try {
       const text = await this.#fencedSave(context.tokenCache.serialize(), held);
       // msal-node rebuilds its memory from the last deserialized string on every silent call
@@ -121,11 +122,13 @@ export class KeychainCachePlugin implements ICachePlugin {
       this.#logger.verbose(`Saved the token cache (${text.length} characters) to ${this.persistence.kind}.`);
       this.#notify(text, 'this-process');
     } catch (error) {
-      throw asKeychainCacheError(error, 'Saving the token cache');
+      saveError = asKeychainCacheError(error, 'Saving the token cache');
+      throw saveError;
     } finally {
       this.#state(context).writing--;
       this.#writing--;
-      await this.#unlock(held).catch((error: unknown) => { throw asKeychainCacheError(error, 'Releasing the cache lock'); });
+      // A failed release after a failed save must not replace the save's error, which says what was lost.
+      await this.#unlock(held).catch((error: unknown) => { if (!saveError) throw asKeychainCacheError(error, 'Releasing the cache lock'); });
     }
   }
 

@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { KeychainCacheError, systemErrorCode, withTypedErrors } from './errors.js';
-import { assertNotDirectory, readBytesIfExists } from './files.js';
+import { KeychainCacheError, withTypedErrors } from './errors.js';
+import { assertNotDirectory, createDirectory, readBytesIfExists } from './files.js';
 import { createLogger, type Logger } from './logger.js';
 import { type PersistenceOptions, type ResolvedPersistenceOptions, resolvePersistenceOptions } from './options.js';
 import { createDpapiPersistence } from './persistence/dpapi-file.js';
@@ -168,34 +168,27 @@ async function attempt(kind: BackendKind, options: ResolvedPersistenceOptions, c
  */
 export async function selectPersistence(resolved: ResolvedPersistenceOptions, logger: Logger): Promise<Selection> {
   const directory = dirname(resolved.cachePath);
-  const missing = await missingDirectories(directory);
+  let created: string | undefined;
   let selection: Selection;
   try {
     // Before any backend: one that fails for its own reason (no D-Bus) would fall back to <cachePath>.plaintext and
     // hide that cachePath cannot ever hold the encrypted store's file.
     await assertNotDirectory(resolved.cachePath);
+    // Made here, so that what this call created is known: mkdir tells the first directory it made, and only that
+    // and those below it are removed again if selection fails (another process may be using one it made itself).
+    created = await createDirectory(directory);
     selection = await selectAmongBackends(resolved, logger);
   } catch (error) {
     selection = { attempts: [], error: error instanceof KeychainCacheError ? error
       : new KeychainCacheError('STORE_FAILED', 'Selecting a backend failed with an unexpected error (see cause).', { cause: error }) };
   }
-  if (!selection.persistence) {
-    // Deepest first; rmdir refuses a directory that is not empty (another process's cache), which stops the walk.
-    for (const created of missing) {
-      if (!await fs.rmdir(created).then(() => true, () => false)) break;
+  if (!selection.persistence && created !== undefined) {
+    // Deepest first, up to the first one made; rmdir refuses a directory that is not empty, which stops the walk.
+    for (let current = directory; ; current = dirname(current)) {
+      if (!await fs.rmdir(current).then(() => true, () => false) || current === created || dirname(current) === current) break;
     }
   }
   return selection;
-}
-
-/** `directory` and its ancestors that do not exist yet, deepest first; none when `directory` exists (one lstat). */
-async function missingDirectories(directory: string): Promise<string[]> {
-  const missing: string[] = [];
-  for (let current = directory; ; current = dirname(current)) {
-    const exists = await fs.lstat(current).then(() => true, (error: unknown) => systemErrorCode(error) !== 'ENOENT');
-    if (exists || dirname(current) === current) return missing;
-    missing.push(current);
-  }
 }
 
 async function selectAmongBackends(resolved: ResolvedPersistenceOptions, logger: Logger): Promise<Selection> {
@@ -238,10 +231,10 @@ async function selectAmongBackends(resolved: ResolvedPersistenceOptions, logger:
     const result = await attempt('plaintext-file', resolved, plaintextFallbackPath(resolved.cachePath));
     attempts.push(result.attempt);
     if (result.persistence) {
-      warnPlaintext(logger, result.persistence, `no secret store works here, and allowPlaintextFallback: true permits ` +
-        `this file then. The store's answer: ${withoutPlaintextAdvice(why)}`,
-        `${resolved.cachePath} is left to the encrypted store: runs that reach it (a desktop session) keep their own ` +
-        'cache there, and this run does not touch it.');
+      warnPlaintext(logger, result.persistence, `no secret store answered as usable in this run, and ` +
+        `allowPlaintextFallback: true permits this file then. The store's answer: ${withoutPlaintextAdvice(why)}`,
+        `${resolved.cachePath} stays the encrypted store's: a run that reaches the store (a desktop session; an Electron ` +
+        'app that creates the plugin after app.whenReady()) uses the cache kept there, and this run does not touch it.');
       return { persistence: result.persistence, attempts };
     }
     return { attempts, error: result.error };

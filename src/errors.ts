@@ -54,6 +54,9 @@ export function systemErrorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+const builtInErrorNames = new Set(['Error', 'TypeError', 'RangeError', 'SyntaxError', 'ReferenceError', 'EvalError', 'URIError',
+  'AggregateError', 'AbortError', 'TimeoutError', 'SystemError']);
+
 /**
  * What leaves a public entry point: a KeychainCacheError as it is; anything else (a defect of ours, or an app's
  * store, session or persistence that threw) as STORE_FAILED, with the original kept as `cause`. Its message is not
@@ -61,8 +64,10 @@ export function systemErrorCode(error: unknown): string | undefined {
  */
 export function asKeychainCacheError(error: unknown, what: string): KeychainCacheError {
   if (error instanceof KeychainCacheError) return error;
-  const name = error instanceof Error ? error.name : typeof error;
-  const code = systemErrorCode(error);
+  // Only what cannot carry the app's text: a built-in error name, and a Node or system error code.
+  const name = error instanceof Error && builtInErrorNames.has(error.name) ? error.name : error instanceof Error ? 'error' : typeof error;
+  const raw = systemErrorCode(error);
+  const code = raw !== undefined && /^(E[A-Z0-9]{1,15}|ERR_[A-Z0-9_]{1,60})$/.test(raw) ? raw : undefined;
   return new KeychainCacheError('STORE_FAILED', `${what} failed with an unexpected ${name}${code ? ` (${code})` : ''}; see cause.`,
     { cause: error });
 }

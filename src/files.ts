@@ -130,12 +130,19 @@ export async function assertSafePath(path: string): Promise<void> {
  * it must then pass assertSafeDirectory.
  */
 export async function ensureDirectory(directory: string): Promise<void> {
+  await createDirectory(directory);
+}
+
+/** ensureDirectory, returning the first directory it created (the topmost), or undefined when all existed. */
+export async function createDirectory(directory: string): Promise<string | undefined> {
+  let created: string | undefined;
   try {
-    await fs.mkdir(directory, { recursive: true, mode: directoryMode });
+    created = await fs.mkdir(directory, { recursive: true, mode: directoryMode });
   } catch (error) {
     throw await diagnoseDirectory(directory) ?? describeFileError(error, 'create the cache directory', directory);
   }
   await assertSafeDirectory(directory);
+  return created;
 }
 
 /**
@@ -148,17 +155,33 @@ export async function ensureDirectory(directory: string): Promise<void> {
 export async function prepareCacheLocation(cachePath: string): Promise<void> {
   await assertNotDirectory(cachePath);
   const directory = dirname(cachePath);
-  await ensureDirectory(directory);
-  if (ownUid() !== undefined) {
-    // access(2), one syscall: rights as the kernel decides them (mode, ACLs, read-only mounts), not as the mode
-    // bits suggest. Not on Windows, where a directory's read-only attribute means nothing to writes in it.
+  // Twice at most: another process's failed creation may remove a directory it made between our mkdir and the
+  // checks (it removes only what it made, and only while empty); made again, it is ours to use.
+  for (let attempt = 1; ; attempt += 1) {
     try {
-      await fs.access(directory, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK);
+      await ensureDirectory(directory);
+      // access(2), one syscall: rights as the kernel decides them (mode, ACLs, read-only mounts, immutable
+      // attributes), not as the mode bits suggest. Not on Windows, where a directory's read-only attribute means
+      // nothing to writes in it.
+      if (ownUid() !== undefined) await fs.access(directory, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK);
+      await assertSafePath(cachePath);
+      return;
     } catch (error) {
-      throw await diagnoseDirectory(directory) ?? describeFileError(error, 'write in the cache directory', directory);
+      const vanished = systemErrorCode(error) === 'ENOENT' || systemErrorCode((error as { cause?: unknown } | null)?.cause) === 'ENOENT';
+      if (vanished && attempt < 2) continue;
+      throw error instanceof KeychainCacheError ? error
+        : await diagnoseDirectory(directory) ?? describeFileError(error, 'write in the cache directory', directory);
     }
   }
-  await assertSafePath(cachePath);
+}
+
+/**
+ * Why a directory could not be created or used, typed as prepareCacheLocation reports it: the diagnosis of the
+ * path when it finds the culprit, else the system error's own code.
+ */
+export async function explainDirectoryFailure(directory: string, error: unknown, action: string): Promise<KeychainCacheError> {
+  const described = await diagnoseDirectory(directory) ?? describeFileError(error, action, directory);
+  return described instanceof KeychainCacheError ? described : new KeychainCacheError('STORE_FAILED', described.message, { cause: error });
 }
 
 /** INVALID_OPTION when `cachePath` is an existing directory: cachePath names the cache file, not its folder. */
@@ -183,10 +206,21 @@ async function diagnoseDirectory(directory: string): Promise<KeychainCacheError 
   const components = directory.slice(root.length).split(/[\\/]+/).filter(Boolean);
   let current = root;
   let parent: { path: string; stats: Stats } | undefined;
-  const denied = (path: string, stats: Stats, right: string, chmod: string) => new KeychainCacheError('ACCESS_DENIED',
-    `The cache directory ${directory} cannot be used: ${path} (mode ${octal(stats.mode)}, owner user id ${stats.uid}) does not let ` +
-    `this user${uid === undefined ? '' : ` (user id ${uid})`} ${right}. ${stats.uid === uid ? `Run chmod ${chmod} ${JSON.stringify(path)}, or choose` : 'Choose'} ` +
-    "a cachePath in a directory you own, e.g. defaultCachePath('my-app').");
+  const ownerBits: Record<string, number> = { 'u+x': 0o100, 'u+wx': 0o300, 'u+rwx': 0o700 };
+  const denied = async (path: string, stats: Stats, right: string, chmod: string) => {
+    const needed = fsConstants.X_OK | (chmod.includes('w') ? fsConstants.W_OK : 0) | (chmod.includes('r') ? fsConstants.R_OK : 0);
+    const errno = await fs.access(path, needed).then(() => undefined, (error: unknown) => systemErrorCode(error));
+    // chmod helps only the owner, and only when the mode is what refuses; otherwise the kernel refused for another
+    // reason (an immutable attribute, a security module, an ACL, a read-only mount).
+    const chmodHelps = stats.uid === uid && (stats.mode & ownerBits[chmod]!) !== ownerBits[chmod];
+    const fix = chmodHelps ? `Run chmod ${chmod} ${JSON.stringify(path)}, or choose`
+      : stats.uid === uid ? 'Its mode allows it, so something else refuses (an immutable attribute: lsattr; a security module; ' +
+        'an ACL: getfacl; a read-only mount). Remove that, or choose' : 'Choose';
+    return new KeychainCacheError('ACCESS_DENIED',
+      `The cache directory ${directory} cannot be used: ${path} (mode ${octal(stats.mode)}, owner user id ${stats.uid}) does not let ` +
+      `this user${uid === undefined ? '' : ` (user id ${uid})`} ${right}${errno ? ` (${errno})` : ''}. ${fix} ` +
+      "a cachePath in a directory you own, e.g. defaultCachePath('my-app').");
+  };
   for (let index = 0; index <= components.length; index += 1) {
     if (index > 0) current = join(current, components[index - 1]!);
     if (current === '') continue;
@@ -198,7 +232,7 @@ async function diagnoseDirectory(directory: string): Promise<KeychainCacheError 
       if (code === 'ENOTDIR') break; // reported below, at the component that is a file
       if (code !== 'ENOENT') return undefined;
       if (parent && uid !== undefined && await fs.access(parent.path, fsConstants.W_OK | fsConstants.X_OK).then(() => false, () => true)) {
-        return readOnlyOr(parent.path, denied(parent.path, parent.stats, `create ${current} in it`, 'u+wx'));
+        return readOnlyOr(parent.path, await denied(parent.path, parent.stats, `create ${current} in it`, 'u+wx'));
       }
       return undefined;
     }
@@ -213,7 +247,7 @@ async function diagnoseDirectory(directory: string): Promise<KeychainCacheError 
   }
   if (parent && uid !== undefined && parent.path === directory &&
     await fs.access(directory, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK).then(() => false, () => true)) {
-    return readOnlyOr(directory, denied(directory, parent.stats, 'read and write files in it: the cache could never be saved', 'u+rwx'));
+    return readOnlyOr(directory, await denied(directory, parent.stats, 'read and write files in it: the cache could never be saved', 'u+rwx'));
   }
   return undefined;
 }

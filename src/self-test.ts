@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { KeychainCachePlugin } from './cache-plugin.js';
 import { type BackendAttempt, encryptedCandidates, selectPersistence } from './create-persistence.js';
-import { isKeychainCacheError, KeychainCacheError, systemErrorCode } from './errors.js';
+import { isKeychainCacheError, KeychainCacheError } from './errors.js';
 import { acquireFileLock } from './file-lock.js';
+import { explainDirectoryFailure } from './files.js';
 import { createLogger } from './logger.js';
 import { resolvePersistenceOptions } from './options.js';
 import type { Persistence } from './persistence/types.js';
@@ -56,11 +57,11 @@ export async function runSelfTest(options: SelfTestOptions = {}): Promise<SelfTe
   let directory: string | undefined;
   let persistence: Persistence | undefined;
   try {
-    directory = await mkdtemp(join(tmpdir(), 'msal-keychain-cache-self-test-')).catch((error: unknown) => {
-      const code = systemErrorCode(error);
-      throw new KeychainCacheError(code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'ACCESS_DENIED' : 'STORE_FAILED',
-        `Cannot create a scratch directory in ${tmpdir()} (${code ?? 'error'}): the self-test works in a throwaway ` +
-        'directory there. Point TMPDIR at a directory you can write (e.g. TMPDIR="$HOME/tmp") and run it again. ' +
+    directory = await mkdtemp(join(tmpdir(), 'msal-keychain-cache-self-test-')).catch(async (error: unknown) => {
+      // The library's own diagnosis (the same codes and fixes a cachePath there would get), then the self-test's hint.
+      const why = await explainDirectoryFailure(tmpdir(), error, 'create a scratch directory in');
+      throw new KeychainCacheError(why.code, `The self-test works in a throwaway directory in ${tmpdir()} and cannot create ` +
+        `one there: ${why.message} Point TMPDIR at a directory you can write (e.g. TMPDIR="$HOME/tmp") and run it again. ` +
         'Your cache directory needs the same: a folder this user can create files in.', { cause: error });
     });
     const resolved = resolvePersistenceOptions({

@@ -159,7 +159,7 @@ describe.runIf(isLinux)('cache directories that cannot be used fail at creation,
 describe('the plaintext warning says where the tokens are, what that means, why, and what to do, in that order', () => {
   it.each([
     ['chosen', { backend: 'plaintext-file' as const }, '', /^Why: backend: 'plaintext-file' was chosen\. To keep them encrypted, leave backend unset/],
-    ['fallback', { env: {} }, '.plaintext', /^Why: no secret store works here, and allowPlaintextFallback: true permits this file then\. The store's answer: .*D-Bus.* is left to the encrypted store/],
+    ['fallback', { env: {} }, '.plaintext', /^Why: no secret store answered as usable in this run, and allowPlaintextFallback: true permits this file then\. The store's answer: .*D-Bus.* stays the encrypted store's/],
   ])('%s', async (_name, extra, suffix, rest) => {
     const cachePath = join(await tempDir(), 'msal-cache.json');
     const warnings: string[] = [];
@@ -170,5 +170,77 @@ describe('the plaintext warning says where the tokens are, what that means, why,
     expect(warnings[0]!.slice(lead.length)).toMatch(rest);
     // Never the advice to pass the flag that was passed.
     expect(warnings[0]).not.toMatch(/pass allowPlaintextFallback/);
+  });
+});
+
+describe.runIf(isLinux && process.geteuid?.() === 0)('the fix offered matches what refuses', () => {
+  it('an immutable directory (its mode already 0700) gets the kernel\'s answer and where to look, not a chmod that cannot help', async () => {
+    const directory = join(await tempDir(), 'immutable');
+    await mkdir(directory, { mode: 0o700 });
+    execFileSync('chattr', ['+i', directory]);
+    try {
+      const error = await failure(() => createCachePlugin({ cachePath: join(directory, 'msal-cache.json'), backend: 'plaintext-file',
+        allowPlaintextFallback: true, loggerOptions: quiet }));
+      expect(error.code).toBe('ACCESS_DENIED');
+      expect(error.message).toMatch(/\(EPERM\).*Its mode allows it.*lsattr/);
+      expect(error.message).not.toMatch(/chmod/);
+    } finally {
+      execFileSync('chattr', ['-i', directory]);
+    }
+  });
+
+  it('a directory made by someone else, even empty, stays when a creation below it fails', async () => {
+    const base = await tempDir();
+    await mkdir(join(base, 'theirs'));
+    const { createSafeStorageStandIn } = await import('../scripts/safe-storage-stand-in.mjs');
+    const standInStorage = createSafeStorageStandIn({ api: 'async' });
+    standInStorage.loseKey();
+    await failure(() => createCachePlugin({ cachePath: join(base, 'theirs', 'a', 'b', 'msal-cache.json'), safeStorage: standInStorage.safeStorage, loggerOptions: quiet }));
+    expect(await readdir(base)).toEqual(['theirs']);
+    expect(await readdir(join(base, 'theirs'))).toEqual([]);
+  });
+});
+
+describe.runIf(isLinux)('the self-test reports a broken TMPDIR with the codes a cachePath there gets', () => {
+  const withTmpdir = async <T>(value: string, run: () => Promise<T>): Promise<T> => {
+    const previous = process.env.TMPDIR;
+    process.env.TMPDIR = value;
+    try {
+      return await run();
+    } finally {
+      if (previous === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = previous;
+    }
+  };
+
+  it('under a file: INVALID_OPTION; on a read-only file system: STORE_FAILED; each with the TMPDIR hint', async () => {
+    const { runSelfTest } = await import('../src/self-test.js');
+    const base = await tempDir();
+    await writeFile(join(base, 'a-file'), '');
+    const underFile = await withTmpdir(join(base, 'a-file', 'tmp'), () => runSelfTest({ allowPlaintext: true, env: {} }));
+    expect(underFile.error).toMatchObject({ code: 'INVALID_OPTION', message: expect.stringMatching(/a-file is a file, not a directory.*TMPDIR=/) });
+    if (process.geteuid?.() !== 0) return;
+    const mount = join(base, 'ro');
+    await mkdir(mount);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', mount]);
+    try {
+      const readOnly = await withTmpdir(mount, () => runSelfTest({ allowPlaintext: true, env: {} }));
+      expect(readOnly.error).toMatchObject({ code: 'STORE_FAILED', message: expect.stringMatching(/read-only file system.*TMPDIR=/) });
+    } finally {
+      execFileSync('umount', [mount]);
+    }
+  });
+});
+
+describe('the fallback warning holds for Electron\'s safeStorage created before ready', () => {
+  it('it names app.whenReady() as the way to reach the encrypted store, and says nothing that contradicts that', async () => {
+    const { createSafeStorageStandIn } = await import('../scripts/safe-storage-stand-in.mjs');
+    const warnings: string[] = [];
+    await createCachePlugin({ cachePath: join(await tempDir(), 'app', 'msal-cache.json'), allowPlaintextFallback: true, safeStorageWaitMs: 50,
+      safeStorage: createSafeStorageStandIn({ ready: false }).safeStorage,
+      loggerOptions: { loggerCallback: (level, message) => { if (level === 1) warnings.push(message); } } });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/no secret store answered as usable in this run/);
+    expect(warnings[0]).toMatch(/an Electron app that creates the plugin after app\.whenReady\(\)\) uses the cache kept there/);
+    expect(warnings[0]).not.toMatch(/works here/);
   });
 });

@@ -104,3 +104,39 @@ describe('what the app passes in fails as a KeychainCacheError, with the origina
     expect(isKeychainCacheError(direct, 'STORE_FAILED'), String(direct)).toBe(true);
   });
 });
+
+describe('what a wrapped error\'s message may take from the original: nothing of the app\'s', () => {
+  const appPersistence = async (load: () => Promise<string | null>) => {
+    const { tempDir } = await import('./helpers.js');
+    const directory = await tempDir();
+    return { kind: 'plaintext-file' as const, encrypted: true, cachePath: join(directory, 'key.json'), location: 'an app store', load,
+      save: async () => undefined, delete: async () => false, changeToken: async () => 'token', quarantine: async () => '', verify: async () => undefined };
+  };
+
+  it('keyFromPersistence over an app persistence that throws: STORE_FAILED, the original as cause, its text kept out', async () => {
+    const { keyFromPersistence } = await import('../src/distributed/index.js');
+    const { isKeychainCacheError } = await import('../src/index.js');
+    const original = new SyntaxError('Unexpected token in JSON: eyJ0eXAi-secret');
+    const error = await keyFromPersistence(await appPersistence(async () => { throw original; })).then(() => undefined, (caught: unknown) => caught);
+    expect(isKeychainCacheError(error, 'STORE_FAILED')).toBe(true);
+    expect((error as Error).cause).toBe(original);
+    expect((error as Error).message).not.toContain('eyJ0eXAi');
+  });
+
+  it('an app error\'s own code and name are app data: only Node\'s and the system\'s codes and built-in names are named', async () => {
+    const { asKeychainCacheError } = await import('../src/errors.js');
+    const leaky = Object.assign(new Error('x'), { code: 'refresh-token-0.AXYZsecret', name: 'AXYZsecretName' });
+    expect(asKeychainCacheError(leaky, 'Reading').message).not.toMatch(/AXYZsecret/);
+    const system = Object.assign(new Error('x'), { code: 'ENOSPC' });
+    expect(asKeychainCacheError(system, 'Reading').message).toContain('(ENOSPC)');
+    expect(asKeychainCacheError(new TypeError('x'), 'Reading').message).toContain('unexpected TypeError');
+  });
+
+  it('the file store\'s pathFor stays synchronous, and a key that is not a string is INVALID_OPTION', async () => {
+    const { createFileStore } = await import('../src/distributed/index.js');
+    const { tempDir } = await import('./helpers.js');
+    const store = await createFileStore({ directory: join(await tempDir(), 'store') });
+    expect(typeof store.pathFor('user:a')).toBe('string');
+    expect(() => store.pathFor(42 as never)).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+  });
+});

@@ -69,7 +69,7 @@ describe('the plaintext fallback has its own file', () => {
     const warnings = log.lines.filter((l) => l.level === 1).map((l) => l.message);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain(`UNENCRYPTED in ${plaintextFallbackPath(cachePath)}: `);
-    expect(warnings[0]).toContain(`${cachePath} is left to the encrypted store`);
+    expect(warnings[0]).toContain(`${cachePath} stays the encrypted store's`);
     expect(warnings[0]).not.toMatch(/pass allowPlaintextFallback/);
   });
 

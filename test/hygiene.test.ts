@@ -69,7 +69,7 @@ describe('plaintext is never silent', () => {
     const log = recordingLogger();
     const persistence = await createPersistence({ ...options, allowPlaintextFallback: true, platform: 'win32', loggerOptions: log.loggerOptions });
     expect(persistence).toMatchObject({ kind: 'plaintext-file', encrypted: false });
-    expect(log.lines.find((l) => l.level === 1)?.message).toMatch(/UNENCRYPTED.*no secret store works/);
+    expect(log.lines.find((l) => l.level === 1)?.message).toMatch(/UNENCRYPTED.*no secret store answered as usable/);
   });
 });
 

@@ -39,7 +39,12 @@ export async function createFileStore(options: FileStoreOptions): Promise<Partit
   const platform = options.platform ?? process.platform;
   await ensureDirectory(directory);
   await assertSafePath(directory);
-  const pathFor = (partitionKey: string) => join(directory, `${createHash('sha256').update(partitionKey).digest('hex')}.bin`);
+  const pathFor = (partitionKey: string) => {
+    if (typeof partitionKey !== 'string' || partitionKey === '') {
+      throw new KeychainCacheError('INVALID_OPTION', `A partition key is a non-empty string (partitionKeys.forAccount(...)); got ${typeof partitionKey}.`);
+    }
+    return join(directory, `${createHash('sha256').update(partitionKey).digest('hex')}.bin`);
+  };
 
   const read = async (path: string): Promise<VersionedBlob | null> => {
     const bytes = await readBytesIfExists(path);

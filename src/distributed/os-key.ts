@@ -1,7 +1,7 @@
 // The blob key kept in this machine's secret store (DPAPI file, macOS Keychain, Secret Service, Electron
 // safeStorage) through the package's own persistence layer, created on first use. For one machine; a
 // fleet of servers needs one shared key from a vault instead.
-import { KeychainCacheError } from '../errors.js';
+import { asKeychainCacheError, KeychainCacheError } from '../errors.js';
 import { acquireFileLock } from '../file-lock.js';
 import type { Persistence } from '../persistence/types.js';
 
@@ -28,7 +28,9 @@ export async function keyFromPersistence(persistence: Persistence, options: KeyF
       '{ allowUnencrypted: true } if that file is protected otherwise.');
   }
   // Under the persistence's lock: two processes starting at once must not create two different keys.
-  const release = await acquireFileLock(`${persistence.cachePath}.lockfile`);
+  const release = await acquireFileLock(`${persistence.cachePath}.lockfile`).catch((error: unknown) => {
+    throw asKeychainCacheError(error, 'Locking the cache key');
+  });
   try {
     const text = await persistence.load();
     if (text !== null) {
@@ -49,6 +51,9 @@ export async function keyFromPersistence(persistence: Persistence, options: KeyF
     const key = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(32)));
     await persistence.save(JSON.stringify({ aes256Key: key.toString('base64') }));
     return key;
+  } catch (error) {
+    // An app's own persistence may throw anything: one error identity, and its text (maybe the key) not copied.
+    throw asKeychainCacheError(error, 'Reading or storing the cache key');
   } finally {
     await release();
   }
