@@ -98,7 +98,11 @@ export async function ensureNode(version) {
 /** @azure/msal-node@msalNode3Version installed under .cache/ on its own (its dependencies with it). */
 export async function ensureMsalNode3() {
   const installed = join(msalNode3Root, 'node_modules', '@azure', 'msal-node');
-  if (existsSync(join(installed, 'package.json')) && packageVersion(installed) === msalNode3Version) return msalNode3Root;
+  // Readable by everyone: tests run some processes as another user (nobody), and mkdtemp makes a 0700 directory.
+  if (existsSync(join(installed, 'package.json')) && packageVersion(installed) === msalNode3Version) {
+    await chmod(msalNode3Root, 0o755);
+    return msalNode3Root;
+  }
   await mkdir(cache, { recursive: true });
   const work = await mkdtemp(join(cache, 'msal-node-install-'));
   try {
@@ -106,6 +110,7 @@ export async function ensureMsalNode3() {
       '--ignore-scripts', `@azure/msal-node@${msalNode3Version}`], { cwd: work });
     const got = packageVersion(join(work, 'node_modules', '@azure', 'msal-node'));
     if (got !== msalNode3Version) throw new Error(`npm installed @azure/msal-node ${got}, not ${msalNode3Version}`);
+    await chmod(work, 0o755);
     await rm(msalNode3Root, { recursive: true, force: true });
     await rename(work, msalNode3Root);
   } finally {
