@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 // Suites that start many processes (or Wine, or npm) each load both cores on their own. Run beside each
@@ -42,7 +43,17 @@ const secretServiceSuites = [
 ];
 const secretServiceCases = /^(?!.*safeStorage).*(libsecret|Secret Service|keyring)/i;
 
+// The version matrix's msal-node lane (scripts/version-matrix.mjs) runs suites on another installed msal-node.
+// Test files are resolved by vite, hence this alias; their child processes and worker threads are resolved by
+// Node, through scripts/msal-node-swap.cjs reading the same variable. test/msal-node-version.test.ts checks both.
+const msalNodeRoot = process.env.MKC_MSAL_NODE_ROOT;
+
 export default defineConfig({
+  resolve: {
+    alias: msalNodeRoot
+      ? [{ find: /^@azure\/msal-node$/, replacement: join(msalNodeRoot, 'node_modules', '@azure', 'msal-node') }]
+      : [],
+  },
   test: {
     setupFiles: ['test/setup-env.ts'],
     pool: 'forks',

@@ -1,10 +1,10 @@
 // Every backend runs the one contract (test/contract/persistence-contract.mjs) first. Backends that need
 // another OS run it where they can: keychain on a Mac, dpapi-file on Windows here and, on Linux, inside
 // a Windows build of Node under Wine (test/windows.test.ts).
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { PublicClientApplication } from '@azure/msal-node';
-import keytar from 'keytar';
 import { describe, it } from 'vitest';
 import { createSafeStorageStandIn } from '../scripts/safe-storage-stand-in.mjs';
 import { createCachePlugin, createPersistence, type PersistenceOptions } from '../src/index.js';
@@ -44,7 +44,30 @@ async function fileSubject(extra: Partial<PersistenceOptions>, encrypted: boolea
   };
 }
 
-async function keytarSubject(backend: 'libsecret' | 'keychain', atRest: string[]): Promise<Subject> {
+/** Reads and replaces a keyring item through another client than ours, as another app would. */
+interface ItemClient {
+  get(service: string, account: string): Promise<string>;
+  set(service: string, account: string, text: string): Promise<void>;
+}
+
+// libsecret's own CLI (libsecret-tools): no native Node module, so this contract runs on every Node version the
+// version matrix tries (keytar in node_modules is built for one Node ABI; scripts/version-matrix.mjs).
+const secretTool: ItemClient = {
+  get: async (service, account) =>
+    execFileSync('secret-tool', ['lookup', 'service', service, 'account', account], { encoding: 'utf8' }),
+  set: async (service, account, text) => {
+    execFileSync('secret-tool', ['store', `--label=${service}/${account}`, 'xdg:schema', 'org.freedesktop.Secret.Generic',
+      'service', service, 'account', account], { input: text });
+  },
+};
+
+// keytar on macOS (the Keychain backend uses it), loaded only there.
+const keytarClient: ItemClient = {
+  get: async (service, account) => (await (await import('keytar')).default.getPassword(service, account)) ?? '',
+  set: async (service, account, text) => { await (await import('keytar')).default.setPassword(service, account, text); },
+};
+
+async function keyringSubject(backend: 'libsecret' | 'keychain', atRest: string[], other: ItemClient): Promise<Subject> {
   const { directory, cachePath, serviceName } = await location();
   const accountName = 'MSALCache';
   return {
@@ -54,8 +77,8 @@ async function keytarSubject(backend: 'libsecret' | 'keychain', atRest: string[]
     atRest,
     corruptModes: ['garbage', 'truncate'],
     corrupt: async (mode) => {
-      const text = (await keytar.getPassword(serviceName, accountName)) ?? '';
-      await keytar.setPassword(serviceName, accountName,
+      const text = await other.get(serviceName, accountName);
+      await other.set(serviceName, accountName,
         mode === 'truncate' ? text.slice(0, Math.floor(text.length / 2)) : `{garbage ${randomBytes(8).toString('hex')}`);
     },
   };
@@ -71,12 +94,12 @@ const subjects: { name: string; runs: boolean; make: () => Promise<Subject> }[] 
     name: 'libsecret (private Secret Service)',
     runs: isLinux,
     // gnome-keyring's own files: the item must be encrypted there too.
-    make: () => keytarSubject('libsecret', [join(process.env.HOME ?? '', '.local', 'share', 'keyrings')]),
+    make: () => keyringSubject('libsecret', [join(process.env.HOME ?? '', '.local', 'share', 'keyrings')], secretTool),
   },
   {
     name: 'keychain [darwin only]',
     runs: process.platform === 'darwin',
-    make: () => keytarSubject('keychain', []),
+    make: () => keyringSubject('keychain', [], keytarClient),
   },
   {
     name: 'dpapi-file native [win32 only]',

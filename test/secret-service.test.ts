@@ -17,6 +17,9 @@ import {
 
 const randomName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
+// JSON on one line, U+2028 and U+2029 escaped too: Node 24's readline ends a line at them (JSON.stringify keeps them).
+const oneLine = (value: unknown) => JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+
 /**
  * keytar as another app would use it: a process of its own, one per test. libsecret, under keytar, keeps the
  * service's unique bus name for the life of the process, so in-process keytar would fail every call after the
@@ -27,8 +30,9 @@ const keytar = async () => {
   const child = spawn(process.execPath, ['-e', `const keytar = require('keytar');
     require('node:readline').createInterface({ input: process.stdin }).on('line', async (line) => {
       const { id, method, args } = JSON.parse(line);
-      try { process.stdout.write(JSON.stringify({ id, result: (await keytar[method](...args)) ?? null }) + '\\n'); }
-      catch (error) { process.stdout.write(JSON.stringify({ id, error: String(error) }) + '\\n'); }
+      const reply = (message) => process.stdout.write(JSON.stringify(message).replace(/[\\u2028\\u2029]/g, (c) => '\\\\u' + c.charCodeAt(0).toString(16)) + '\\n');
+      try { reply({ id, result: (await keytar[method](...args)) ?? null }); }
+      catch (error) { reply({ id, error: String(error) }); }
     });`], { cwd: repoRoot, env: process.env, stdio: ['pipe', 'pipe', 'inherit'] });
   child.unref();
   onTestFinished(() => { child.kill(); });
@@ -52,7 +56,7 @@ const keytar = async () => {
   const call = (method: 'getPassword' | 'setPassword' | 'deletePassword', args: string[]) => new Promise<unknown>((resolve, reject) => {
     const id = next++;
     waiting.set(id, { resolve, reject });
-    child.stdin.write(`${JSON.stringify({ id, method, args })}\n`);
+    child.stdin.write(`${oneLine({ id, method, args })}\n`);
   });
   return {
     getPassword: (service: string, account: string) => call('getPassword', [service, account]) as Promise<string | null>,
