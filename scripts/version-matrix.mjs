@@ -33,7 +33,7 @@ const defaultMsalNode = packageVersion(join(repoRoot, 'node_modules', '@azure', 
 // The subset, in the `light` project's conventions (two files at a time, test/global-setup.ts's private Secret
 // Service): real msal-node through the plugin, the persistence contract (plaintext, libsecret, safeStorage
 // stand-in), our D-Bus Secret Service client, self-test, error identity, interop with msal-node-extensions, the
-// distributed plugin with the file store and the web-app example. About 30 s a lane on 2 cores.
+// distributed plugin with the file store and the web-app example. 45-65 s a lane on 2 cores.
 const lightFiles = [
   'test/msal-node-version.test.ts',
   'test/single-process.test.ts',
@@ -50,7 +50,7 @@ const lightFiles = [
   'test/web-app.test.ts',
 ];
 // Cross-process correctness, in the `heavy` project (alone): its libsecret case only, 8 processes x 25 sign-ins
-// x 3 rounds (about 40 s); the plaintext and safeStorage cases (60 s more) only on Node 20 in `npm test`. The other
+// x 3 rounds (40-70 s); the plaintext and safeStorage cases (60 s more) only on Node 20 in `npm test`. The other
 // two are filtered out by name, which the skip guard counts as run elsewhere.
 const heavyRuns = [{ files: ['test/cross-process.test.ts'], namePattern: 'libsecret backend' }];
 

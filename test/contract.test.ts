@@ -50,8 +50,8 @@ interface ItemClient {
   set(service: string, account: string, text: string): Promise<void>;
 }
 
-// libsecret's own CLI (libsecret-tools): no native Node module, so this contract runs on every Node version the
-// version matrix tries (keytar in node_modules is built for one Node ABI; scripts/version-matrix.mjs).
+// libsecret's own CLI (libsecret-tools, as test/corruption.test.ts uses it): the Linux contract needs no native
+// Node module, as the Linux backend needs none; keytar is for macOS only.
 const secretTool: ItemClient = {
   get: async (service, account) =>
     execFileSync('secret-tool', ['lookup', 'service', service, 'account', account], { encoding: 'utf8' }),
