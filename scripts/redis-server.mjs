@@ -17,7 +17,7 @@ function answers(port) {
 
 /**
  * kill() ends the server and keeps its port and directory for start(); stop() ends it for good.
- * @returns {Promise<{ url: string, port: number, start: () => Promise<void>, kill: () => Promise<void>, stop: () => Promise<void> }>}
+ * @returns {Promise<{ url: string, port: number, pid: number | undefined, start: () => Promise<void>, kill: () => Promise<void>, stop: () => Promise<void> }>}
  */
 export async function startRedis() {
   const port = await freePort();
@@ -44,6 +44,8 @@ export async function startRedis() {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    /** The running server's pid (SIGSTOP it to make Redis stall). */
+    get pid() { return child?.pid; },
     start,
     kill,
     stop: async () => { await kill(); await rm(dir, { recursive: true, force: true }); },

@@ -63,6 +63,32 @@ describe('Redis store (real redis-server)', () => {
     expect(recovered).toBe(true);
   });
 
+  it('a stalled Redis (SIGSTOP): every command in flight fails with STORE_FAILED after timeoutMs; resumed, the store works again', async () => {
+    const endpoint = createTokenEndpoint();
+    await signIn(webApp(store, cipher, 'user:stalled', endpoint), 'before-stall');
+    const pid = redis.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const stalled = await Promise.all([
+        store.get('user:stalled'),
+        store.version!('user:stalled'),
+        webApp(store, cipher, 'user:stalled', endpoint).getTokenCache().getAllAccounts(),
+      ].map((call) => call.then(() => 'answered', (error: unknown) => error)));
+      for (const error of stalled) {
+        expect(error).toMatchObject({ code: 'STORE_FAILED', message: expect.stringContaining('no answer within 1000 ms') });
+      }
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // The client answers the queued commands once Redis runs again; the next request reads the partition.
+    let accounts: unknown[] = [];
+    for (let i = 0; i < 100 && accounts.length === 0; i++) {
+      accounts = await webApp(store, cipher, 'user:stalled', endpoint).getTokenCache().getAllAccounts().catch(() => []);
+      if (accounts.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(accounts).toHaveLength(1);
+  });
+
   it('the example web app picks this store from MSAL_CACHE_STORE=redis', async () => {
     const { store: chosen, close } = await storeFromEnv({ MSAL_CACHE_STORE: 'redis', REDIS_URL: redis.url });
     const version = await chosen!.compareAndSet('example-env', Buffer.from('x'), null);
