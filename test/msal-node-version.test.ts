@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { version } from '@azure/msal-node';
 import { describe, expect, it } from 'vitest';
+import { msalNode3Version, nodeVersions } from '../scripts/version-matrix.mjs';
 import { repoRoot } from './helpers.js';
 
 const expected = process.env.MKC_EXPECT_MSAL_NODE
@@ -31,5 +32,30 @@ describe(`@azure/msal-node ${expected} is the one loaded`, () => {
     const worker = new Worker(source, { eval: true });
     const loaded = await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
     expect(loaded).toBe(`${expected} ${expected}`);
+  });
+});
+
+const packageJson = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
+  engines: { node: string }; peerDependencies: Record<string, string>; devDependencies: Record<string, string>;
+};
+
+describe('the versions this lane and the package claim', () => {
+  it('this lane runs on the Node it claims (MKC_EXPECT_NODE, set by scripts/version-matrix.mjs), in test files and child processes', async () => {
+    const claimed = process.env.MKC_EXPECT_NODE;
+    const floor = Number(/^>=\s*(\d+)$/.exec(packageJson.engines.node)?.[1]);
+    expect(Number(process.versions.node.split('.')[0])).toBeGreaterThanOrEqual(floor);
+    if (claimed !== undefined) expect(process.version.startsWith(claimed), `${process.version} is not ${claimed}`).toBe(true);
+    // Tests that run `node` by name get the same Node (the lane puts its bin first on PATH).
+    const { stdout } = await promisify(execFile)('node', ['--version'], { encoding: 'utf8' });
+    expect(stdout.trim()).toBe(process.version);
+  });
+
+  it("the peer range is exactly what the matrix tests: msal-node 3's tested release up to the installed major", () => {
+    const installedMajor = Number((JSON.parse(readFileSync(join(repoRoot, 'node_modules', '@azure', 'msal-node', 'package.json'), 'utf8')) as { version: string }).version.split('.')[0]);
+    expect(packageJson.peerDependencies['@azure/msal-node']).toBe(`>=${msalNode3Version} <${installedMajor + 1}`);
+    expect(msalNode3Version.split('.')[0]).toBe('3');
+    // The Node lanes: every even major above the engines floor up to the newest, as the GitHub matrix has them.
+    const floor = Number(/^>=\s*(\d+)$/.exec(packageJson.engines.node)?.[1]);
+    expect(nodeVersions.map((version) => Number(version.split('.')[0]))).toEqual([floor + 2, floor + 4]);
   });
 });
