@@ -121,7 +121,8 @@ const subjects: { name: string; runs: boolean; make: () => Promise<Subject> }[] 
 for (const subject of subjects) {
   describe.runIf(subject.runs)(`persistence contract: ${subject.name}`, () => {
     for (const contractCase of contractCases) {
-      it(contractCase.name, () => contractCase.run({ lib, makeSubject: subject.make }));
+      const test = contractCase.posixOnly ? it.skipIf(process.platform === 'win32') : it;
+      test(contractCase.name, () => contractCase.run({ lib, makeSubject: subject.make }));
     }
   });
 }

@@ -1,6 +1,6 @@
 // Prints a plain "N passed, N failed, N skipped" closing line, and in CI fails the run when any test was
 // skipped: every test of a run is meant to run on its OS. The only expected skips are suites for another OS,
-// gated with runIf and named with a tag such as `[linux only]`, `[darwin only]` or `[win32 only]`, and the cases a
+// gated with runIf and named with a tag such as `[linux only]`, `[darwin only]`, `[win32 only]` or `[posix only]`, and the cases a
 // project filters out by name (the `keepassxc` project reruns only the Secret Service cases; the rest ran
 // elsewhere). On macOS and Windows (npm run test:macos / test:windows) a run must also have passed tests tagged for
 // that OS: a platform suite that did not run at all fails there, instead of passing with the portable cases alone.
@@ -28,7 +28,8 @@ export default class SkipGuardReporter implements Reporter {
         else {
           counts.skipped++;
           const tag = /\[(\w+) only\]/.exec(test.fullName)?.[1];
-          if (tag && tag !== platform) { otherPlatform.push(test.fullName); continue; }
+          // `[posix only]`: every OS but Windows.
+          if (tag && (tag === 'posix' ? platform === 'win32' : tag !== platform)) { otherPlatform.push(test.fullName); continue; }
           if (namePattern && !new RegExp(namePattern).test(test.fullName)) { filtered++; continue; }
           skipped.push(`${module.moduleId.replace(process.cwd() + '/', '')} > ${test.fullName}`);
         }
