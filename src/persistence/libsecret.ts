@@ -62,8 +62,7 @@ export function createLibsecretPersistence(options: LibsecretPersistenceOptions)
     kind: 'libsecret',
     describeItem: (service, account) => `Secret Service item (service "${service}", account "${account}")`,
     explainError: (error, what) => explainSecretServiceError(error, what, env),
-    // The bus handshake, session and lock check start now, beside the file checks of the cache location.
-    openItems: async () => { client.prepare(); return secretServiceItems(client); },
+    openItems: async () => secretServiceItems(client),
     describeStore: () => client.describe(),
   });
 }

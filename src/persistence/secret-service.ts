@@ -3,11 +3,10 @@
 // does), search, read, create-or-replace, delete, unlock and prompts with a bounded wait.
 // Spec: https://specifications.freedesktop.org/secret-service-spec/latest/
 import {
-  createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPair as generateKeyPairAsync, hkdfSync,
-  type KeyObject, randomBytes,
+  createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyPairKeyObjectResult,
+  randomBytes,
 } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { performance } from 'node:perf_hooks';
 import { DBusError, type DBusConnection, sessionBus, type Variant } from './dbus.js';
 
 const bus = 'org.freedesktop.secrets';
@@ -87,31 +86,6 @@ export class SecretServiceClient {
     this.#options = options;
   }
 
-  /**
-   * Starts, without waiting, what the first lookup or store needs and nothing reads: the bus connection, the
-   * session's key pair and OpenSession, the default alias and whether its collection is locked. A backend calls it
-   * at creation, so all of it overlaps the cache location's file checks; the first read then pays a search and a
-   * GetSecret. Nothing here prompts or throws: a failure is met again, and reported, by the call that needs it.
-   */
-  prepare(): void {
-    this.#keyPair ??= newKeyPair();
-    this.#keyPair.catch(() => undefined);
-    const checking = (async () => {
-      await this.#catchUp();
-      this.#openSession().catch(() => undefined);
-      const collection = await this.#defaultPath();
-      return collection === null ? false : this.#isLocked(collection);
-    })();
-    checking.catch(() => undefined);
-    this.#lockSeen = { at: performance.now(), locked: checking };
-  }
-
-  /** A key pair made ahead (by prepare), taken by the next session opened. */
-  #keyPair: Promise<KeyPair> | undefined;
-
-  /** prepare's answer to "is the default collection locked", for the first search within a second of it. */
-  #lockSeen: { at: number; locked: Promise<boolean> } | undefined;
-
   #bus(): Promise<DBusConnection> {
     return sessionBus(this.#options.env, this.#options.callTimeoutMs);
   }
@@ -174,9 +148,7 @@ export class SecretServiceClient {
       body: [algorithm, input], timeoutMs: this.#options.callTimeoutMs,
     });
     if (mode === 'any') {
-      const made = this.#keyPair;
-      this.#keyPair = undefined;
-      const ours = await (made ?? newKeyPair()).catch(() => newKeyPair());
+      const ours = generateKeyPair();
       try {
         const [output, path] = await openSession(dhAlgorithm, { signature: 'ay', value: ours.publicValue });
         const theirs = (output as Variant).value;
@@ -282,19 +254,8 @@ export class SecretServiceClient {
 
   /** Unlocks the default collection if it is locked (KEYRING_LOCKED when it stays so); nothing if there is none. */
   async #unlockDefaultCollection(): Promise<void> {
-    // prepare's look, when it is fresh: the same calls this check makes, so its answer is this check's (a collection
-    // locked in the milliseconds since is the race every check has with the search after it), and so is its
-    // failure: asked again, a service that did not answer would cost a second call timeout. Locked, or an alias
-    // that moved meanwhile: checked again here, where an unlock may prompt.
-    const seen = this.#lockSeen;
-    this.#lockSeen = undefined;
-    if (seen && performance.now() - seen.at < 1_000) {
-      const locked = await seen.locked.catch((error: unknown) => {
-        if (isNoSuchObject(error)) return true;
-        throw error;
-      });
-      if (!locked) return;
-    }
+    const locked = async (path: string) => ((await this.#call(path, 'org.freedesktop.DBus.Properties', 'Get', 'ss',
+      ['org.freedesktop.Secret.Collection', 'Locked']))[0] as Variant).value === true;
     for (let attempt = 0; ; attempt++) {
       // The collection's own path, resolved once per client: KeePassXC 2.7.4 crashed (SIGSEGV) on a property read
       // at the alias path right after an item was deleted.
@@ -303,7 +264,7 @@ export class SecretServiceClient {
       // say there is no default keyring).
       if (!collection) return;
       try {
-        if (await this.#isLocked(collection)) await this.unlock([collection]);
+        if (await locked(collection)) await this.unlock([collection]);
         return;
       } catch (error) {
         // The alias moved (the collection was deleted or replaced): resolve it again, once.
@@ -311,11 +272,6 @@ export class SecretServiceClient {
         this.#collection = undefined;
       }
     }
-  }
-
-  async #isLocked(collection: string): Promise<boolean> {
-    const [locked] = await this.#call(collection, 'org.freedesktop.DBus.Properties', 'Get', 'ss', ['org.freedesktop.Secret.Collection', 'Locked']);
-    return (locked as Variant).value === true;
   }
 
   /** What the `default` alias names, or null when it names nothing; cached per client. */
@@ -555,20 +511,15 @@ export class SecretServiceClient {
   }
 }
 
-interface KeyPair { publicValue: Buffer; sharedSecret(peer: Buffer): Buffer }
-
 /**
  * A Diffie-Hellman key pair in RFC 2409's second Oakley group (1024-bit MODP, generator 2), the group the
  * algorithm name's "ietf1024" means. Through KeyObjects: `crypto.getDiffieHellman('modp2')` checks the prime on
- * every call, 40 ms of a CLI's start; generating a key pair for the named group costs about 1 ms, made on the
- * thread pool so it overlaps the connection's handshake instead of blocking it.
+ * every call, 40 ms of a CLI's start; generating a key pair for the named group costs under 1 ms.
  */
-async function newKeyPair(): Promise<KeyPair> {
+function generateKeyPair(): { publicValue: Buffer; sharedSecret(peer: Buffer): Buffer } {
   // Node supports { group } for 'dh' key pairs; @types/node 20 does not declare that overload.
-  const generate = generateKeyPairAsync as unknown as (type: 'dh', options: { group: string },
-    done: (error: Error | null, publicKey: KeyObject, privateKey: KeyObject) => void) => void;
-  const { privateKey, publicKey } = await new Promise<{ privateKey: KeyObject; publicKey: KeyObject }>((resolve, reject) =>
-    generate('dh', { group: 'modp2' }, (error, pub, priv) => (error ? reject(error) : resolve({ privateKey: priv, publicKey: pub }))));
+  const generate = generateKeyPairSync as unknown as (type: 'dh', options: { group: string }) => KeyPairKeyObjectResult;
+  const { privateKey, publicKey } = generate('dh', { group: 'modp2' });
   // SubjectPublicKeyInfo: SEQUENCE { AlgorithmIdentifier (the group's p and g), BIT STRING { INTEGER y } }.
   const spki = publicKey.export({ format: 'der', type: 'spki' });
   const outer = derRead(spki, 0);
