@@ -28,7 +28,11 @@ export interface RedisStoreOptions {
   client: RedisClientLike;
   /** Prefix of every key. Default `'msal-cache:'`. */
   keyPrefix?: string;
-  /** Fail a command with STORE_FAILED after this long (a client queues commands while Redis is down). Default 5000. */
+  /**
+   * Fail a command with STORE_FAILED after this long, at most a quarter of it later (a client queues commands while
+   * Redis is down). A write that timed out has an unknown outcome: Redis may still apply it, and the next read sees
+   * it. Default 5000.
+   */
   timeoutMs?: number;
   /** How long a sign-out's tombstone stays (at least 1000 ms): longer than any request. Default 24 hours. */
   tombstoneTtlMs?: number;
@@ -78,6 +82,21 @@ function sender(client: unknown): Send | undefined {
   return undefined;
 }
 
+/**
+ * The client's error without what it attached of the command: ioredis puts the command's arguments (the key, and for
+ * a write the sealed blob, or with allowPlaintext the token cache itself) on its reply errors. Name, message, code
+ * and stack stay.
+ */
+function sanitized(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const copy = new Error(error.message);
+  copy.name = error.name;
+  if (error.stack !== undefined) copy.stack = error.stack;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' || typeof code === 'number') Object.assign(copy, { code });
+  return copy;
+}
+
 export function createRedisStore(options: RedisStoreOptions): PartitionStore {
   const send = sender(options?.client);
   if (!send) {
@@ -90,14 +109,23 @@ export function createRedisStore(options: RedisStoreOptions): PartitionStore {
   const tombstoneTtlMs = optionalDuration(options.tombstoneTtlMs, 'tombstoneTtlMs', 1000,
     'It must outlast any request that reads a partition.') ?? defaultTombstoneTtlMs;
 
-  const fail = (args: string[], error: unknown) => new KeychainCacheError('STORE_FAILED',
-    `Redis ${args[0]} failed (${error instanceof Error ? error.message : String(error)}). ` +
-    'Check that Redis is running and reachable; the client reconnects by itself once it is.', { cause: error });
+  const fail = (args: string[], error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    // A reply error (WRONGTYPE, OOM, READONLY, NOPERM...) is Redis refusing the command, not Redis being away.
+    const refused = error instanceof Error && /ReplyError|ErrorReply/.test(error.name);
+    return new KeychainCacheError('STORE_FAILED', `Redis ${args[0]} failed (${message}). ` + (refused
+      ? 'Redis refused it: WRONGTYPE means other data uses keys under this keyPrefix (choose another), OOM a full ' +
+        'maxmemory, READONLY a replica where the master was expected, NOPERM an ACL without this command.'
+      : 'Check that Redis is running and reachable; the client reconnects by itself once it is.'), { cause: sanitized(error) });
+  };
   // One watchdog timer for every command in flight, not a timer and a Promise.race per command: those cost ~5% of
   // a web request's time (measured in `npm run bench -- --only distributed`). A stalled command fails between
-  // timeoutMs and 1.25 x timeoutMs after it was sent. The timer is unref'd and stops when nothing is in flight.
+  // timeoutMs and 1.25 x timeoutMs after it was sent. While a command is in flight the timer keeps the process
+  // alive, as a per-command timer would (a client with an unreferenced socket, or one that never answers, must
+  // still get its answer or STORE_FAILED, not an exit with the write untold); idle, it does not, and it stops.
   const inFlight = new Set<{ sentAt: number; expire: () => void }>();
   let watchdog: NodeJS.Timeout | undefined;
+  const settled = () => { if (inFlight.size === 0) watchdog?.unref(); };
   const watch = () => {
     const now = performance.now();
     for (const pending of inFlight) if (now - pending.sentAt >= timeoutMs) pending.expire();
@@ -111,11 +139,13 @@ export function createRedisStore(options: RedisStoreOptions): PartitionStore {
       sentAt: performance.now(),
       expire: () => {
         inFlight.delete(pending);
+        settled();
         reject(fail(args, new Error(`no answer within ${timeoutMs} ms`)));
       },
     };
     inFlight.add(pending);
-    if (watchdog === undefined) (watchdog = setInterval(watch, Math.max(1, Math.ceil(timeoutMs / 4)))).unref();
+    if (watchdog === undefined) watchdog = setInterval(watch, Math.max(1, Math.ceil(timeoutMs / 4)));
+    else if (inFlight.size === 1) watchdog.ref();
     let sent: Promise<unknown>;
     try {
       sent = Promise.resolve(send(key, args));
@@ -123,8 +153,8 @@ export function createRedisStore(options: RedisStoreOptions): PartitionStore {
       sent = Promise.reject(error);
     }
     sent.then(
-      (reply) => { if (inFlight.delete(pending)) resolve(reply); },
-      (error: unknown) => { if (inFlight.delete(pending)) reject(fail(args, error)); },
+      (reply) => { if (inFlight.delete(pending)) { settled(); resolve(reply); } },
+      (error: unknown) => { if (inFlight.delete(pending)) { settled(); reject(fail(args, error)); } },
     );
   });
   const text = (value: unknown) => (Buffer.isBuffer(value) ? value.toString('utf8') : String(value));
