@@ -22,32 +22,27 @@ async function guarded(testCase: string, env: Record<string, string>): Promise<{
   }
 }
 
+/** Runs a case and checks its exit code and one line of its output. */
+async function expectGuarded(testCase: string, env: Record<string, string>, code: number, says?: string): Promise<void> {
+  const run = await guarded(testCase, env);
+  expect(run.code, run.output).toBe(code);
+  if (says !== undefined) expect(run.output).toContain(says);
+}
+
 describe('the skip guard', () => {
   for (const platform of ['linux', 'darwin', 'win32']) {
-    it(`in CI fails a run with a skipped test (judged as on ${platform})`, async () => {
-      const run = await guarded('skipped', { CI: 'true', MKC_SKIP_GUARD_PLATFORM: platform });
-      expect(run.code, run.output).toBe(1);
-      expect(run.output).toContain('is skipped without a platform tag');
-    });
+    it(`in CI fails a run with a skipped test (judged as on ${platform})`, () =>
+      expectGuarded('skipped', { CI: 'true', MKC_SKIP_GUARD_PLATFORM: platform }, 1, 'is skipped without a platform tag'));
   }
 
-  it('outside CI reports the skip and passes', async () => {
-    const run = await guarded('skipped', { CI: 'false', MKC_SKIP_GUARD_PLATFORM: 'linux' });
-    expect(run.code, run.output).toBe(0);
-    expect(run.output).toContain('1 passed, 0 failed, 1 skipped');
-  });
+  it('outside CI reports the skip and passes', () =>
+    expectGuarded('skipped', { CI: 'false', MKC_SKIP_GUARD_PLATFORM: 'linux' }, 0, '1 passed, 0 failed, 1 skipped'));
 
-  it('a suite tagged for another OS is not a skip on Linux', async () => {
-    const run = await guarded('other-platform', { CI: 'true', MKC_SKIP_GUARD_PLATFORM: 'linux' });
-    expect(run.code, run.output).toBe(0);
-    expect(run.output).toContain('1 of them for another OS: plan9 only');
-  });
+  it('a suite tagged for another OS is not a skip on Linux', () =>
+    expectGuarded('other-platform', { CI: 'true', MKC_SKIP_GUARD_PLATFORM: 'linux' }, 0, '1 of them for another OS: plan9 only'));
 
   it('off Linux, a run in which no test of that platform passed fails; one in which they did passes', async () => {
-    const without = await guarded('other-platform', { CI: 'true', MKC_SKIP_GUARD_PLATFORM: 'darwin' });
-    expect(without.code, without.output).toBe(1);
-    expect(without.output).toContain('no test tagged [darwin only] passed');
-    const withOwn = await guarded('own-platform', { CI: 'true', MKC_SKIP_GUARD_PLATFORM: 'win32' });
-    expect(withOwn.code, withOwn.output).toBe(0);
+    await expectGuarded('other-platform', { CI: 'true', MKC_SKIP_GUARD_PLATFORM: 'darwin' }, 1, 'no test tagged [darwin only] passed');
+    await expectGuarded('own-platform', { CI: 'true', MKC_SKIP_GUARD_PLATFORM: 'win32' }, 0);
   });
 });
