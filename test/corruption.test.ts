@@ -3,10 +3,9 @@ import { chmodSync, chownSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import keytar from 'keytar';
 import { startPrivateKeyring } from '../scripts/private-keyring.mjs';
 import type { CachePluginOptions } from '../src/index.js';
-import { backends, createTokenEndpoint, forChild, isLinux, newClient, recordingLogger, repoRoot, runFixture, scopes, signIn, storeOptions } from './helpers.js';
+import { backends, createTokenEndpoint, forChild, isLinux, keytarProcess, newClient, recordingLogger, repoRoot, runFixture, scopes, signIn, storeOptions } from './helpers.js';
 
 const secretLikeText = 'rt.THIS-LOOKS-LIKE-A-REFRESH-TOKEN-0123456789';
 const badStores: Record<string, string> = {
@@ -50,10 +49,12 @@ describe.each(backends)('corrupt store, %s backend', (backend) => {
       expect(await readFile(join(dirname(options.cachePath), aside[0]!), 'utf8')).toBe(badStores[kind]);
     } else if (kind === 'empty') {
       expect(warnings[0]!.message).toContain('(the item was empty, so it was deleted)');
-      expect(await keytar.getPassword(options.serviceName!, options.accountName!)).toBeNull();
+      expect(await (await keytarProcess()).getPassword(options.serviceName!, options.accountName!)).toBeNull();
     } else {
       const account = /moved aside to Secret Service item \(service "[^"]+", account "([^"]+)"\)/.exec(warnings[0]!.message)![1]!;
       expect(account).toMatch(/^MSALCache\.corrupt-/);
+      // keytar in a process of its own: in this one it would keep talking to a Secret Service that has restarted.
+      const keytar = await keytarProcess();
       expect(await keytar.getPassword(options.serviceName!, account)).toBe(badStores[kind]);
       await keytar.deletePassword(options.serviceName!, account);
     }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfidentialClientApplication, PublicClientApplication, type AccountInfo, type LogLevel } from '@azure/msal-node';
-import { afterAll } from 'vitest';
+import { afterAll, onTestFinished } from 'vitest';
 import { createSafeStorageStandIn } from '../scripts/safe-storage-stand-in.mjs';
 import { createPartitionedCachePlugin, type BlobCipher, type PartitionedCachePluginOptions, type PartitionStore } from '../src/distributed/index.js';
 import { createCachePlugin, type CachePluginOptions, type SafeStorageLike } from '../src/index.js';
@@ -155,4 +155,56 @@ export function webApp(store: PartitionStore, cipher: BlobCipher, partitionKey: 
 
 export function webSignIn(app: ConfidentialClientApplication, user: string, scope = 'User.Read') {
   return app.acquireTokenByCode({ code: user, scopes: [scope], redirectUri: 'http://localhost/redirect' });
+}
+
+// JSON on one line, U+2028 and U+2029 escaped too: Node 24's readline ends a line at them (JSON.stringify keeps them).
+const oneLine = (value: unknown) => JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+
+/**
+ * keytar as another app would use it: a process of its own, one per test. libsecret, under keytar, keeps the
+ * service's unique bus name for the life of the process, so in-process keytar would fail every call after the
+ * Secret Service restarts (KeePassXC 2.7.4 crashes at random; the keepassxc project starts it again before the
+ * next test). One process for the whole test: KeePassXC lets an item's creator replace it without a dialog.
+ */
+export async function keytarProcess(): Promise<{
+  getPassword(service: string, account: string): Promise<string | null>;
+  setPassword(service: string, account: string, password: string): Promise<void>;
+  deletePassword(service: string, account: string): Promise<boolean>;
+}> {
+  const child = spawn(process.execPath, ['-e', `const keytar = require('keytar');
+    require('node:readline').createInterface({ input: process.stdin }).on('line', async (line) => {
+      const { id, method, args } = JSON.parse(line);
+      const reply = (message) => process.stdout.write(JSON.stringify(message).replace(/[\\u2028\\u2029]/g, (c) => '\\\\u' + c.charCodeAt(0).toString(16)) + '\\n');
+      try { reply({ id, result: (await keytar[method](...args)) ?? null }); }
+      catch (error) { reply({ id, error: String(error) }); }
+    });`], { cwd: repoRoot, env: process.env, stdio: ['pipe', 'pipe', 'inherit'] });
+  child.unref();
+  onTestFinished(() => { child.kill(); });
+  const waiting = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  let buffered = '';
+  child.stdout.on('data', (chunk) => {
+    buffered += chunk;
+    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+      const reply = JSON.parse(buffered.slice(0, newline)) as { id: number; result?: unknown; error?: string };
+      buffered = buffered.slice(newline + 1);
+      const caller = waiting.get(reply.id);
+      waiting.delete(reply.id);
+      if (reply.error !== undefined) caller?.reject(new Error(`keytar: ${reply.error}`));
+      else caller?.resolve(reply.result);
+    }
+  });
+  child.on('exit', (code, signal) => {
+    for (const caller of waiting.values()) caller.reject(new Error(`the keytar process exited (${signal ?? code})`));
+  });
+  let next = 0;
+  const call = (method: 'getPassword' | 'setPassword' | 'deletePassword', args: string[]) => new Promise<unknown>((resolve, reject) => {
+    const id = next++;
+    waiting.set(id, { resolve, reject });
+    child.stdin.write(`${oneLine({ id, method, args })}\n`);
+  });
+  return {
+    getPassword: (service: string, account: string) => call('getPassword', [service, account]) as Promise<string | null>,
+    setPassword: async (service: string, account: string, password: string) => { await call('setPassword', [service, account, password]); },
+    deletePassword: (service: string, account: string) => call('deletePassword', [service, account]) as Promise<boolean>,
+  };
 }

@@ -1,69 +1,21 @@
 // Our Secret Service client against the real service the run started (gnome-keyring, or KeePassXC in the
 // keepassxc project) and against keytar, the native client msal-node-extensions uses: the items are the same
 // items, each reads and replaces the other's, and every failure is bounded and typed.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createPersistence, isKeychainCacheError } from '../src/index.js';
 import { DBusError, marshal, sessionBus, sessionBusSockets, unmarshal, type Variant } from '../src/persistence/dbus.js';
 import { explainSecretServiceError, keytarItem, secretServiceItems } from '../src/persistence/libsecret.js';
 import { SecretServiceClient, SecretServiceError } from '../src/persistence/secret-service.js';
 import { startPrivateKeyring } from '../scripts/private-keyring.mjs';
 import {
-  createTokenEndpoint, findAccount, isLinux, newClient, repoRoot, signIn, storeOptions, tempDir,
+  createTokenEndpoint, findAccount, isLinux, keytarProcess, newClient, repoRoot, signIn, storeOptions, tempDir,
 } from './helpers.js';
 
 const randomName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
-
-// JSON on one line, U+2028 and U+2029 escaped too: Node 24's readline ends a line at them (JSON.stringify keeps them).
-const oneLine = (value: unknown) => JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
-
-/**
- * keytar as another app would use it: a process of its own, one per test. libsecret, under keytar, keeps the
- * service's unique bus name for the life of the process, so in-process keytar would fail every call after the
- * Secret Service restarts (KeePassXC 2.7.4 crashes at random; the keepassxc project starts it again before the
- * next test). One process for the whole test: KeePassXC lets an item's creator replace it without a dialog.
- */
-const keytar = async () => {
-  const child = spawn(process.execPath, ['-e', `const keytar = require('keytar');
-    require('node:readline').createInterface({ input: process.stdin }).on('line', async (line) => {
-      const { id, method, args } = JSON.parse(line);
-      const reply = (message) => process.stdout.write(JSON.stringify(message).replace(/[\\u2028\\u2029]/g, (c) => '\\\\u' + c.charCodeAt(0).toString(16)) + '\\n');
-      try { reply({ id, result: (await keytar[method](...args)) ?? null }); }
-      catch (error) { reply({ id, error: String(error) }); }
-    });`], { cwd: repoRoot, env: process.env, stdio: ['pipe', 'pipe', 'inherit'] });
-  child.unref();
-  onTestFinished(() => { child.kill(); });
-  const waiting = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
-  let buffered = '';
-  child.stdout.on('data', (chunk) => {
-    buffered += chunk;
-    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
-      const reply = JSON.parse(buffered.slice(0, newline)) as { id: number; result?: unknown; error?: string };
-      buffered = buffered.slice(newline + 1);
-      const caller = waiting.get(reply.id);
-      waiting.delete(reply.id);
-      if (reply.error !== undefined) caller?.reject(new Error(`keytar: ${reply.error}`));
-      else caller?.resolve(reply.result);
-    }
-  });
-  child.on('exit', (code, signal) => {
-    for (const caller of waiting.values()) caller.reject(new Error(`the keytar process exited (${signal ?? code})`));
-  });
-  let next = 0;
-  const call = (method: 'getPassword' | 'setPassword' | 'deletePassword', args: string[]) => new Promise<unknown>((resolve, reject) => {
-    const id = next++;
-    waiting.set(id, { resolve, reject });
-    child.stdin.write(`${oneLine({ id, method, args })}\n`);
-  });
-  return {
-    getPassword: (service: string, account: string) => call('getPassword', [service, account]) as Promise<string | null>,
-    setPassword: async (service: string, account: string, password: string) => { await call('setPassword', [service, account, password]); },
-    deletePassword: (service: string, account: string) => call('deletePassword', [service, account]) as Promise<boolean>,
-  };
-};
 
 /** The item's D-Bus properties a reader sees, without its timestamps. */
 async function itemProperties(path: string): Promise<Record<string, unknown>> {
@@ -93,7 +45,7 @@ describe.runIf(isLinux)('our Secret Service client and keytar write the same ite
   const ours = secretServiceItems(client);
 
   it('an item keytar wrote and one we wrote have the same label, attributes, type, content type and bytes; each reads the other', async () => {
-    const kt = await keytar();
+    const kt = await keytarProcess();
     const service = randomName('interop-svc');
     const secret = '{"Account":{},"note":"ünïcödé ✓"}';
     await kt.setPassword(service, 'by-keytar', secret);
@@ -123,7 +75,7 @@ describe.runIf(isLinux)('our Secret Service client and keytar write the same ite
   });
 
   it('each replaces the other\'s item in place: one item per service and account, whoever wrote last', async () => {
-    const kt = await keytar();
+    const kt = await keytarProcess();
     const service = randomName('replace-svc');
     await kt.setPassword(service, 'acct', 'one');
     const first = await onlyItem(client, service, 'acct');
@@ -137,7 +89,7 @@ describe.runIf(isLinux)('our Secret Service client and keytar write the same ite
   });
 
   it('large and unusual secrets cross both ways intact: 2 MiB (KeePassXC: 64 KB), control characters, emoji, CJK and RTL text, a JSON of 1000 accounts', async () => {
-    const kt = await keytar();
+    const kt = await keytarProcess();
     const service = randomName('size-svc');
     // KeePassXC 2.7.4 crashes under later writes once an entry holds ~0.5 MB (keytar's too): 64 KB there.
     const large = JSON.stringify({ blob: 'x'.repeat(process.env.MKC_SECRET_SERVICE === 'keepassxc' ? 64 * 1024 : 2 * 1024 * 1024) });
@@ -158,7 +110,7 @@ describe.runIf(isLinux)('our Secret Service client and keytar write the same ite
     const service = randomName('plain-svc');
     await secretServiceItems(plain).set(service, 'acct', 'over a plain session');
     expect(plain.algorithm).toBe('plain');
-    expect(await (await keytar()).getPassword(service, 'acct')).toBe('over a plain session');
+    expect(await (await keytarProcess()).getPassword(service, 'acct')).toBe('over a plain session');
     expect(await ours.get(service, 'acct')).toBe('over a plain session');
     expect(client.algorithm).toBe('dh-ietf1024-sha256-aes128-cbc-pkcs7');
     await ours.delete(service, 'acct');
