@@ -153,7 +153,7 @@ const checks = {
     return { exports: e.main.length, version: e.version };
   },
 
-  async 'type declarations compile in a consumer: node16 ESM and CJS, and bundler resolution'({ full }) {
+  async 'type declarations compile in a consumer: node16 ESM and CJS, node10 CJS (tsc\'s default for module commonjs), and bundler'({ full }) {
     const use = (importLine) => `${importLine}
       import type { CachePluginOptions, Persistence, BackendKind, SafeStorageLike, ErrorCode } from 'msal-keychain-cache';
       const options: CachePluginOptions = { cachePath: defaultCachePath('app'), dataProtectionScope: 'LocalMachine', lockOptions: { timeoutMs: 1000 } };
@@ -163,14 +163,19 @@ const checks = {
         const plugin = await createCachePlugin({ ...options, safeStorage });
         const persistence: Persistence = plugin.persistence;
         const report = await runSelfTest({ allowPlaintext: false });
+        const cipher = createBlobCipher({ keys: { k: Buffer.alloc(32) }, currentKeyId: 'k' });
+        const endpoint = createTokenEndpoint({ clientId: 'app' });
         try { await createPersistence({ cachePath: 'x' }); } catch (error) { if (isKeychainCacheError(error, code)) return error.message; }
-        return \`\${kind} \${persistence.kind} \${report.ok} \${formatReport(report, false).length}\`;
+        return \`\${kind} \${persistence.kind} \${report.ok} \${formatReport(report, false).length} \${typeof cipher} \${endpoint.refuse}\`;
       }`;
     const imports = `import { createCachePlugin, createPersistence, defaultCachePath, isKeychainCacheError } from 'msal-keychain-cache';
-      import { runSelfTest, formatReport } from 'msal-keychain-cache/self-test';`;
+      import { runSelfTest, formatReport } from 'msal-keychain-cache/self-test';
+      import { createBlobCipher } from 'msal-keychain-cache/distributed';
+      import { createTokenEndpoint } from 'msal-keychain-cache/testing';`;
     await writeFile(join(full, 'esm.mts'), use(imports));
     await writeFile(join(full, 'cjs.cts'), use(imports));
     await writeFile(join(full, 'bundler.ts'), use(imports));
+    await writeFile(join(full, 'node10.ts'), use(imports));
     const typeRoots = join(repoRoot, 'node_modules', '@types');
     const base = ['--noEmit', '--strict', '--typeRoots', typeRoots, '--types', 'node', '--target', 'es2022'];
     const compile = (label, args) => node([tsc, ...base, ...args], full).catch((error) => {
@@ -183,7 +188,9 @@ const checks = {
     // (TS1479, it re-exports its ESM declarations), so .d.ts files are not re-checked here; the consumer
     // code, and every type it uses from us, still is.
     await compile('node16 CJS', ['--skipLibCheck', 'true', '--module', 'node16', '--moduleResolution', 'node16', 'cjs.cts']);
-    return { checked: ['node16 ESM (.mts)', 'node16 CJS (.cts)', 'bundler'] };
+    // node10 ignores exports: the subpath entries resolve through package.json's typesVersions.
+    await compile('node10 CJS', ['--skipLibCheck', 'true', '--module', 'commonjs', '--moduleResolution', 'node10', 'node10.ts']);
+    return { checked: ['node16 ESM (.mts)', 'node16 CJS (.cts)', 'node10 CJS', 'bundler'] };
   },
 
   async 'a default install brings no native module and no install script (keytar is for macOS, asked for by name)'({ full }) {

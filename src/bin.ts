@@ -24,7 +24,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const [command, ...rest] = argv;
-  // --prompt-timeout takes a value: a positive number of seconds.
+  // --prompt-timeout takes a value: a number of seconds.
   let promptTimeoutMs: number | undefined;
   const flags: string[] = [];
   for (let i = 0; i < rest.length; i++) {
@@ -32,8 +32,9 @@ async function main(argv: string[]): Promise<number> {
     const inline = flag.startsWith('--prompt-timeout=') ? flag.slice('--prompt-timeout='.length) : undefined;
     if (flag === '--prompt-timeout' || inline !== undefined) {
       const seconds = Number(inline ?? rest[++i]);
-      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 2_147_483) {
-        process.stderr.write(`--prompt-timeout needs a positive number of seconds.\n\n${usage}`);
+      // At least a millisecond once converted, as promptTimeoutMs requires (1e-9 would round to 0).
+      if (!Number.isFinite(seconds) || seconds < 0.001 || seconds > 2_147_483) {
+        process.stderr.write(`--prompt-timeout needs a number of seconds from 0.001 to 2147483.\n\n${usage}`);
         return 2;
       }
       promptTimeoutMs = Math.round(seconds * 1000);

@@ -6,7 +6,7 @@ import { accountsIn, type CachedAccount, mergeCaches, replaceMemory } from './ca
 import { asKeychainCacheError, isKeychainCacheError, KeychainCacheError } from './errors.js';
 import { acquireFileLock, type LockOptions, type ReleaseLock } from './file-lock.js';
 import { createLogger, type Logger, type LoggerOptions } from './logger.js';
-import { type CachePluginOptions, pluginKeys, resolveLockOptions, resolvePersistenceOptions } from './options.js';
+import { type CachePluginOptions, checkLoggerOptions, checkPersistence, pluginKeys, resolveLockOptions, resolvePersistenceOptions } from './options.js';
 import type { Persistence } from './persistence/types.js';
 
 const emptyCache = '{}';
@@ -408,7 +408,7 @@ function cacheProblem(text: string): string | undefined {
 export async function createCachePlugin(
   options: CachePluginOptions | { persistence: Persistence; lockOptions?: LockOptions; loggerOptions?: LoggerOptions },
 ): Promise<KeychainCachePlugin> {
-  if (typeof options === 'object' && options !== null && 'persistence' in options && options.persistence) {
+  if (typeof options === 'object' && options !== null && 'persistence' in options && options.persistence !== undefined) {
     const { persistence, lockOptions, loggerOptions } = options;
     for (const key of Object.keys(options)) {
       if (!['persistence', 'lockOptions', 'loggerOptions'].includes(key)) {
@@ -416,7 +416,9 @@ export async function createCachePlugin(
           'set it on createPersistence instead.');
       }
     }
-    return new KeychainCachePlugin(persistence, { lockOptions, loggerOptions });
+    checkPersistence(persistence);
+    checkLoggerOptions(loggerOptions);
+    return new KeychainCachePlugin(persistence, { lockOptions: resolveLockOptions({ lockOptions }), loggerOptions });
   }
   const pluginOptions = options as CachePluginOptions;
   const resolved = resolvePersistenceOptions(pluginOptions, pluginKeys);

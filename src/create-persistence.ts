@@ -192,6 +192,10 @@ export async function selectPersistence(resolved: ResolvedPersistenceOptions, lo
 }
 
 async function selectAmongBackends(resolved: ResolvedPersistenceOptions, logger: Logger): Promise<Selection> {
+  if (resolved.safeStorage !== undefined && resolved.backend !== undefined && resolved.backend !== 'safe-storage') {
+    logger.warning(`safeStorage is not used: backend '${resolved.backend}' was asked for explicitly. Remove backend to ` +
+      'keep the cache with safeStorage.');
+  }
   const attempts: BackendAttempt[] = [];
   const plaintextRefused = 'Not used: an unencrypted file needs allowPlaintextFallback: true (self-test: --allow-plaintext).';
 

@@ -77,9 +77,9 @@ export function resolveLockTiming(options: LockOptions = {}): Required<LockOptio
     const value = options[key];
     if (value === undefined) continue;
     // Node's timers hold at most 2^31 - 1 ms; a longer one fires at once (a heartbeat every millisecond).
-    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > maximumMs) {
-      throw new KeychainCacheError('INVALID_OPTION', `lockOptions.${key} must be a positive number of milliseconds, ` +
-        `at most ${maximumMs} (about 24 days); got ${String(value)}.`);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > maximumMs) {
+      throw new KeychainCacheError('INVALID_OPTION', `lockOptions.${key} must be a whole number of milliseconds from 1 to ${maximumMs} ` +
+        `(about 24 days); got ${String(value)}.`);
     }
     resolved[key] = value;
   }

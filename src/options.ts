@@ -66,6 +66,54 @@ function invalid(message: string): KeychainCacheError {
   return new KeychainCacheError('INVALID_OPTION', message);
 }
 
+/** A value as a message may show it: numbers and short strings as they are, anything else by its type. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
+  if (typeof value === 'string') return value.length <= 40 ? JSON.stringify(value) : 'a long string';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+const loggerKeys = ['loggerCallback', 'piiLoggingEnabled', 'logLevel', 'correlationId'];
+
+/** msal-node's LoggerOptions, checked as msal-node would use them: a typo or a wrong type fails here, not at first log. */
+export function checkLoggerOptions(value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalid('loggerOptions must be msal-node LoggerOptions ({ loggerCallback, logLevel, piiLoggingEnabled }).');
+  }
+  checkKeys(value, loggerKeys, 'loggerOptions');
+  const { loggerCallback, logLevel, piiLoggingEnabled, correlationId } = value as Record<string, unknown>;
+  if (loggerCallback !== undefined && typeof loggerCallback !== 'function') {
+    throw invalid(`loggerOptions.loggerCallback must be a function (level, message, containsPii) => void; got ${describeValue(loggerCallback)}.`);
+  }
+  if (logLevel !== undefined && !(Number.isInteger(logLevel) && (logLevel as number) >= 0 && (logLevel as number) <= 4)) {
+    throw invalid(`loggerOptions.logLevel must be one of msal-node's LogLevel values (LogLevel.Error ... LogLevel.Trace, ` +
+      `0 to 4); got ${describeValue(logLevel)}.`);
+  }
+  if (piiLoggingEnabled !== undefined && typeof piiLoggingEnabled !== 'boolean') {
+    throw invalid(`loggerOptions.piiLoggingEnabled must be true or false; got ${describeValue(piiLoggingEnabled)}.`);
+  }
+  if (correlationId !== undefined && typeof correlationId !== 'string') {
+    throw invalid(`loggerOptions.correlationId must be a string; got ${describeValue(correlationId)}.`);
+  }
+}
+
+const persistenceMethods = ['load', 'save', 'delete', 'changeToken', 'quarantine', 'verify'];
+
+/** `createCachePlugin({ persistence })`: a Persistence (from createPersistence), checked before the plugin uses it. */
+export function checkPersistence(value: unknown): void {
+  const candidate = value as Record<string, unknown> | null;
+  const missing = typeof candidate === 'object' && candidate !== null
+    ? persistenceMethods.filter((name) => typeof candidate[name] !== 'function') : persistenceMethods;
+  const cachePath = candidate?.cachePath;
+  if (missing.length > 0 || typeof cachePath !== 'string' || !(posixPath.isAbsolute(cachePath) || win32Path.isAbsolute(cachePath))) {
+    throw invalid('persistence must be a Persistence from createPersistence({ cachePath, ... }) (or one keeping that ' +
+      `interface): ${missing.length > 0 ? `it has no ${missing.join(', ')}` : 'its cachePath is not an absolute path'}. ` +
+      'Or pass the createPersistence options to createCachePlugin itself.');
+  }
+}
+
 function checkKeys(value: object, allowed: string[], what: string): void {
   for (const key of Object.keys(value)) {
     if (!allowed.includes(key)) {
@@ -89,8 +137,8 @@ function optionalBoolean(value: unknown, name: string, fallback: boolean): boole
 function optionalPositive(value: unknown, name: string): number | undefined {
   if (value === undefined) return undefined;
   // setTimeout's limit: a longer wait would fire at once.
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 2_147_483_647) {
-    throw invalid(`${name} must be a positive number of milliseconds, at most 2147483647.`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2_147_483_647) {
+    throw invalid(`${name} must be a whole number of milliseconds from 1 to 2147483647; got ${describeValue(value)}.`);
   }
   return value;
 }
@@ -104,6 +152,14 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
       '(per-user, e.g. /home/me/.cache/my-app/msal-cache.json) or another absolute path.');
   }
   const platform = options.platform ?? process.platform;
+  if (options.cachePath.includes('\0')) {
+    throw invalid('cachePath contains a NUL character, which no file system allows in a path. Check how the path is built.');
+  }
+  const lastComponent = options.cachePath.split(platform === 'win32' ? /[\\/]/ : /\//).pop()!;
+  if (lastComponent === '' || lastComponent === '.' || lastComponent === '..') {
+    throw invalid(`cachePath '${options.cachePath}' names a directory (it ends with '${lastComponent || options.cachePath.slice(-1)}'): ` +
+      "it must be the cache file itself, e.g. path.join(directory, 'msal-cache.json'), or defaultCachePath('my-app').");
+  }
   const absolute = platform === 'win32' ? win32Path.isAbsolute(options.cachePath) : posixPath.isAbsolute(options.cachePath);
   if (/^~($|[\\/])/.test(options.cachePath)) {
     throw invalid(`cachePath '${options.cachePath}' starts with '~', which Node does not expand: it would create a folder named ` +
@@ -127,9 +183,9 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
   if (options.backend === 'safe-storage' && options.safeStorage === undefined) {
     throw invalid("backend: 'safe-storage' needs the safeStorage option: pass `safeStorage` from `import { safeStorage } from 'electron'` (main process).");
   }
-  if (options.loggerOptions !== undefined && (typeof options.loggerOptions !== 'object' || options.loggerOptions === null)) {
-    throw invalid('loggerOptions must be msal-node LoggerOptions ({ loggerCallback, logLevel, piiLoggingEnabled }).');
-  }
+  // safeStorage with another backend stays allowed (an explicit backend wins, with a warning): an Electron app may
+  // always pass safeStorage and pick a backend from its configuration.
+  checkLoggerOptions(options.loggerOptions);
   return {
     cachePath: options.cachePath,
     serviceName: optionalString(options.serviceName, 'serviceName', 'msal-keychain-cache'),

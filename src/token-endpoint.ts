@@ -4,6 +4,7 @@
 // use the same code get the same account.
 import { createHash, randomBytes } from 'node:crypto';
 import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from '@azure/msal-node';
+import { KeychainCacheError } from './errors.js';
 
 /** The tenant id of every account the test endpoint signs in (a fixed GUID that belongs to no real tenant). */
 export const testTenantId = '8f3c1a52-6f0b-4d51-9d63-5b8e0c2a7e41';
@@ -21,7 +22,7 @@ export interface IssuedTokens {
 export interface TokenEndpointOptions {
   /** The client id written into issued ID tokens (`aud`) when a request names none. Default: `'client'`. */
   clientId?: string;
-  /** Lifetime of issued access tokens, in seconds. Default: `3600`. */
+  /** Lifetime of issued access tokens, in whole seconds, at least 1 and at most 10 years. Default: `3600`. */
   tokenLifetimeSeconds?: number;
   /** Device code flow: every device code is approved at once for this user. Default: none, see {@link TokenEndpoint.approveDeviceCode}. */
   deviceCodeUser?: string;
@@ -68,8 +69,29 @@ function json<T>(body: unknown, status = 200): NetworkResponse<T> {
  * const endpoint = createTokenEndpoint();
  * const app = new PublicClientApplication({ auth: { clientId, authority: testAuthority }, system: { networkClient: endpoint.networkClient } });
  */
+const endpointKeys = ['clientId', 'tokenLifetimeSeconds', 'deviceCodeUser'];
+
+/** Checked at creation like every option of this package: a typo here would make a test wait or pass for the wrong reason. */
+function checkEndpointOptions(options: unknown): TokenEndpointOptions {
+  const invalid = (message: string) => new KeychainCacheError('INVALID_OPTION', `createTokenEndpoint: ${message}`);
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalid('options must be an object.');
+  for (const key of Object.keys(options)) {
+    if (!endpointKeys.includes(key)) throw invalid(`unknown option '${key}'. Valid options: ${endpointKeys.join(', ')}.`);
+  }
+  const { clientId, tokenLifetimeSeconds, deviceCodeUser } = options as Record<string, unknown>;
+  for (const [name, value] of [['clientId', clientId], ['deviceCodeUser', deviceCodeUser]] as const) {
+    if (value !== undefined && (typeof value !== 'string' || value === '')) throw invalid(`${name} must be a non-empty string.`);
+  }
+  if (tokenLifetimeSeconds !== undefined && !(Number.isInteger(tokenLifetimeSeconds) &&
+      (tokenLifetimeSeconds as number) >= 1 && (tokenLifetimeSeconds as number) <= 315_360_000)) {
+    throw invalid(`tokenLifetimeSeconds must be a whole number of seconds from 1 to 315360000 (10 years); got ${
+      typeof tokenLifetimeSeconds === 'number' ? tokenLifetimeSeconds : typeof tokenLifetimeSeconds}.`);
+  }
+  return options as TokenEndpointOptions;
+}
+
 export function createTokenEndpoint(options: TokenEndpointOptions = {}): TokenEndpoint {
-  const lifetime = options.tokenLifetimeSeconds ?? 3600;
+  const lifetime = checkEndpointOptions(options).tokenLifetimeSeconds ?? 3600;
   // device_code -> { userCode, the user who approved it (undefined while pending) }
   const deviceCodes = new Map<string, { userCode: string; user: string | undefined }>();
   const endpoint: TokenEndpoint = {

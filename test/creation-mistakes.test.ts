@@ -38,6 +38,27 @@ describe('cachePath mistakes are INVALID_OPTION at creation, with the fix', () =
     expect(existsSync('cache')).toBe(false);
   });
 
+  it.each([
+    ['/tmp/mkc-newdir/', /names a directory.*msal-cache\.json/],
+    ['/tmp/mkc-newdir/.', /names a directory/],
+    ['/tmp/mkc-newdir/..', /names a directory/],
+    ['/tmp/mkc-a\0b/cache.json', /NUL character/],
+  ])('%j (not a file name, or not a path at all)', async (cachePath, message) => {
+    for (const create of [createPersistence, createCachePlugin] as const) {
+      for (const backend of ['plaintext-file', undefined] as const) {
+        const error = await failure(() => create({ cachePath, backend, allowPlaintextFallback: true, loggerOptions: quiet }));
+        expect(error.code).toBe('INVALID_OPTION');
+        expect(error.message).toMatch(message);
+      }
+    }
+    expect(existsSync('/tmp/mkc-newdir')).toBe(false);
+  });
+
+  it('a Windows path ending in a backslash names a directory there too', async () => {
+    const error = await failure(() => createPersistence({ cachePath: 'C:\\Users\\me\\cache\\', platform: 'win32', loggerOptions: quiet }));
+    expect(error).toMatchObject({ code: 'INVALID_OPTION', message: expect.stringMatching(/names a directory/) });
+  });
+
   it('a file named with a tilde inside an absolute path is fine (only a leading ~ is the shell\'s)', async () => {
     const { tempDir } = await import('./helpers.js');
     const directory = await tempDir();
@@ -242,5 +263,78 @@ describe('the fallback warning holds for Electron\'s safeStorage created before 
     expect(warnings[0]).toMatch(/no secret store answered as usable in this run/);
     expect(warnings[0]).toMatch(/an Electron app that creates the plugin after app\.whenReady\(\)\) uses the cache kept there/);
     expect(warnings[0]).not.toMatch(/works here/);
+  });
+});
+
+describe('other options are checked at creation, before anything is read or written', () => {
+  const cachePath = '/tmp/mkc-never-created/msal-cache.json';
+  const base = { cachePath, backend: 'plaintext-file', allowPlaintextFallback: true } as const;
+
+  it.each([
+    [{ loggerCallback: 'x' }, /loggerCallback must be a function/],
+    [{ loggerCallback: 5 }, /loggerCallback must be a function/],
+    [{ loggerCallback: quiet.loggerCallback, logLevel: 'loud' }, /logLevel must be one of msal-node's LogLevel/],
+    [{ loggerCallback: quiet.loggerCallback, logLevel: 7 }, /logLevel/],
+    [{ loggerCallback: quiet.loggerCallback, piiLogingEnabled: true }, /Unknown loggerOptions option 'piiLogingEnabled'.*piiLoggingEnabled/],
+    [{ loggerCallback: quiet.loggerCallback, piiLoggingEnabled: 'yes' }, /piiLoggingEnabled must be true or false/],
+    [[], /loggerOptions must be msal-node LoggerOptions/],
+  ])('loggerOptions %o', async (loggerOptions, message) => {
+    for (const create of [createPersistence, createCachePlugin] as const) {
+      const error = await failure(() => create({ ...base, loggerOptions: loggerOptions as never }));
+      expect(error.code).toBe('INVALID_OPTION');
+      expect(error.message).toMatch(message);
+    }
+    expect(existsSync('/tmp/mkc-never-created')).toBe(false);
+  });
+
+  it.each(['safeStorageWaitMs', 'promptTimeoutMs', 'lockOptions.timeoutMs', 'lockOptions.staleAfterMs'])(
+    '%s takes whole milliseconds only', async (name) => {
+      for (const value of [0.5, 1e-9, 1500.25, 0, -1, Number.NaN, Number.POSITIVE_INFINITY, '100', 2 ** 31]) {
+        const [outer, inner] = name.split('.');
+        const options = inner ? { ...base, loggerOptions: quiet, [outer!]: { [inner]: value } } : { ...base, loggerOptions: quiet, [outer!]: value };
+        const error = await failure(() => createCachePlugin(options as never));
+        expect(error.code, `${name}: ${String(value)}`).toBe('INVALID_OPTION');
+        expect(error.message).toContain(name);
+      }
+    });
+
+  it('a persistence that is not one is refused when the plugin is made, not at the first sign-in', async () => {
+    for (const persistence of [{}, 'x', 5, null, { load: () => null, save: () => undefined }]) {
+      const error = await failure(() => createCachePlugin({ persistence } as never));
+      expect(error.code, JSON.stringify(persistence)).toBe('INVALID_OPTION');
+      if (persistence !== null) expect(error.message).toMatch(/persistence must be a Persistence from createPersistence/);
+    }
+    // A real one is accepted, and the options that come with it are checked too.
+    const directory = await tempDir();
+    const persistence = await createPersistence({ cachePath: join(directory, 'c.json'), backend: 'plaintext-file', allowPlaintextFallback: true, loggerOptions: quiet });
+    await createCachePlugin({ persistence });
+    expect((await failure(() => createCachePlugin({ persistence, lockOptions: { timeoutMs: -1 } }))).code).toBe('INVALID_OPTION');
+    expect((await failure(() => createCachePlugin({ persistence, lockOptions: { timeotMs: 5 } as never }))).message).toMatch(/Unknown lockOptions option/);
+    expect((await failure(() => createCachePlugin({ persistence, loggerOptions: { loggerCallback: 1 } as never }))).message).toMatch(/loggerCallback/);
+  });
+
+  it('safeStorage with another backend: that backend wins, and a warning says safeStorage is not used', async () => {
+    const safeStorage = { isEncryptionAvailable: () => true, encryptString: (t: string) => Buffer.from(t), decryptString: (b: Buffer) => b.toString() };
+    const lines: string[] = [];
+    const directory = await tempDir();
+    const plugin = await createCachePlugin({ ...base, cachePath: join(directory, 'c.json'), safeStorage,
+      loggerOptions: { loggerCallback: (_level, message) => { lines.push(message); } } });
+    expect(plugin.persistence.kind).toBe('plaintext-file');
+    expect(lines.some((line) => /safeStorage is not used: backend 'plaintext-file' was asked for/.test(line)), lines.join('\n')).toBe(true);
+  });
+
+  it('the self-test command refuses a prompt timeout under a millisecond', () => {
+    for (const value of ['1e-9', '0.0001', '0', '-1', 'soon']) {
+      let status = 0;
+      let stderr = '';
+      try {
+        execFileSync(process.execPath, [join(repoRoot, 'dist', 'esm', 'bin.js'), 'self-test', '--prompt-timeout', value], { stdio: 'pipe' });
+      } catch (error) {
+        ({ status } = error as { status: number });
+        stderr = String((error as { stderr: Buffer }).stderr);
+      }
+      expect(status, value).toBe(2);
+      expect(stderr).toContain('--prompt-timeout needs a number of seconds from 0.001');
+    }
   });
 });

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { markdownLinks } from '../scripts/package-check.mjs';
@@ -48,6 +48,38 @@ const checked = ['README.md', 'CHANGELOG.md', 'SECURITY.md', 'CONTRIBUTING.md', 
 const shipped: string[] = [...(JSON.parse(read('package.json')) as { files: string[] }).files, 'package.json'];
 
 describe('docs', () => {
+  it("every gnome-keyring-daemon --unlock we tell users to run sends the daemon's stdout away (it would break --json)", () => {
+    const sources = (dir: string): string[] => readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) =>
+      entry.isDirectory() ? sources(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : []);
+    const unredirected = [...checked, ...sources('src')].flatMap((file) =>
+      [...read(file).matchAll(/gnome-keyring-daemon --unlock[^;`'\n]*/g)].filter((m) => !m[0].includes('>/dev/null')).map(() => file));
+    expect(unredirected).toEqual([]);
+  });
+
+  it('every code snippet (js, ts, mjs, cjs fences) outside the generated API reference parses as the module it is shown as', () => {
+    // The README says the snippets are ES modules for a .mjs file: TypeScript-only syntax (a `!`, a type) would not run.
+    const dir = mkdtempSync(join(tmpdir(), 'mkc-snippets-'));
+    const broken: string[] = [];
+    try {
+      for (const file of checked.filter((f) => !f.startsWith(join('docs', 'api')))) {
+        const text = read(file);
+        for (const m of text.matchAll(/^```(js|ts|mjs|cjs|javascript|typescript)\n([\s\S]*?)^```/gm)) {
+          const path = join(dir, `snippet.${m[1] === 'cjs' ? 'cjs' : 'mjs'}`);
+          writeFileSync(path, m[2]!);
+          try {
+            execFileSync(process.execPath, ['--check', path], { stdio: 'pipe' });
+          } catch (error) {
+            const line = text.slice(0, m.index).split('\n').length;
+            broken.push(`${file}:${line}: ${String((error as { stderr?: Buffer }).stderr).split('\n').find((l) => /Error/.test(l))}`);
+          }
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(broken).toEqual([]);
+  });
+
   it('README.md is at most 15360 bytes', () => {
     expect(Buffer.byteLength(read('README.md'))).toBeLessThanOrEqual(15360);
   });

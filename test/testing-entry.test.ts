@@ -40,6 +40,26 @@ describe('msal-keychain-cache/testing entry', () => {
     expect(JSON.parse(stdout)).toEqual({ esm: names, cjs: names, same: true });
   });
 
+  it('checks its options at creation: a misspelled deviceCodeUser would leave a device-code sign-in polling for 15 minutes', async () => {
+    const { createTokenEndpoint } = await import(join(repoRoot, 'dist', 'esm', 'testing.js'));
+    const { isKeychainCacheError } = await import(join(repoRoot, 'dist', 'esm', 'index.js'));
+    const cases: [unknown, RegExp][] = [
+      [{ devicecodeUser: 'bob' }, /unknown option 'devicecodeUser'.*deviceCodeUser/],
+      ...[0, -1, 0.5, Number.NaN, Number.POSITIVE_INFINITY, '3600', 1e12].map((value): [unknown, RegExp] =>
+        [{ tokenLifetimeSeconds: value }, /tokenLifetimeSeconds must be a whole number of seconds/]),
+      [{ clientId: '' }, /clientId must be a non-empty string/],
+      [{ deviceCodeUser: 5 }, /deviceCodeUser must be a non-empty string/],
+      [null, /options must be an object/],
+    ];
+    for (const [options, message] of cases) {
+      let caught: unknown;
+      try { createTokenEndpoint(options); } catch (error) { caught = error; }
+      expect(isKeychainCacheError(caught, 'INVALID_OPTION'), String(caught)).toBe(true);
+      expect((caught as Error).message).toMatch(message);
+    }
+    expect(createTokenEndpoint({ clientId: 'app', tokenLifetimeSeconds: 60, deviceCodeUser: 'bob' }).refuse).toBe(false);
+  });
+
   it('is not in the main or /distributed bundles', async () => {
     const { testTenantId } = await import(join(repoRoot, 'dist', 'esm', 'testing.js'));
     for (const entry of ['esm/index.js', 'cjs/index.js', 'esm/distributed/index.js', 'cjs/distributed/index.js']) {

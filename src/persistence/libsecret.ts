@@ -68,7 +68,7 @@ export function createLibsecretPersistence(options: LibsecretPersistenceOptions)
 }
 
 const plaintextHint = ' Or, to accept an unencrypted cache file, pass allowPlaintextFallback: true.';
-const startKeyring = "`echo -n \"$KEYRING_PASSWORD\" | gnome-keyring-daemon --unlock --components=secrets`";
+const startKeyring = "`echo -n \"$KEYRING_PASSWORD\" | gnome-keyring-daemon --unlock --components=secrets >/dev/null`";
 
 /** Maps what the D-Bus and Secret Service layers threw to a code, the cause and the fix. */
 export function explainSecretServiceError(error: unknown, what: string, env: NodeJS.ProcessEnv): KeychainCacheError {
@@ -80,7 +80,7 @@ export function explainSecretServiceError(error: unknown, what: string, env: Nod
       `${failed}: no D-Bus session bus is reachable (${bus ? `DBUS_SESSION_BUS_ADDRESS=${bus} does not answer` :
         'DBUS_SESSION_BUS_ADDRESS is not set'}). This is usual over SSH, in containers and in CI. Run inside a desktop ` +
       "session, or start a bus and keyring for the command: dbus-run-session -- sh -c 'echo -n \"$KEYRING_PASSWORD\" | " +
-      "gnome-keyring-daemon --unlock --components=secrets; exec <your command>'." + plaintextHint, { cause: error });
+      "gnome-keyring-daemon --unlock --components=secrets >/dev/null; exec <your command>' (the daemon prints to stdout)." + plaintextHint, { cause: error });
   }
   if (error instanceof SecretServiceError) {
     switch (error.reason) {

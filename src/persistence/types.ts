@@ -7,7 +7,7 @@ export type DataProtectionScope = 'CurrentUser' | 'LocalMachine';
 /**
  * The part of Electron's `safeStorage` (main process) this package uses: pass `safeStorage` from
  * `import { safeStorage } from 'electron'`. Either the synchronous methods (every Electron since 15) or the
- * asynchronous ones (Electron 39+; the synchronous ones are deprecated there) must be present; when both
+ * asynchronous ones (Electron 42+; the synchronous ones are deprecated in 45 and removed in 46) must be present; when both
  * are, the asynchronous ones are used. The package never imports `electron` itself.
  */
 export interface SafeStorageLike {
