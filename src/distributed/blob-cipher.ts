@@ -5,6 +5,7 @@
 // Blob: "MKC1" | key id length (1 byte) | key id (UTF-8) | IV (12 bytes) | ciphertext | GCM tag (16 bytes)
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { KeychainCacheError } from '../errors.js';
+import { checkOptions, describeType, got } from './checks.js';
 
 const magic = Buffer.from('MKC1');
 const ivLength = 12;
@@ -59,14 +60,16 @@ function invalid(message: string): KeychainCacheError {
 }
 
 export function createBlobCipher(options: BlobCipherOptions): BlobCipher {
-  if (typeof options !== 'object' || options === null || typeof options.keys !== 'object' || options.keys === null) {
-    throw invalid('createBlobCipher needs { keys: { <id>: <32-byte key> }, currentKeyId }.');
+  checkOptions(options, 'createBlobCipher', ['keys', 'currentKeyId'], '{ keys: { <id>: <32-byte key> }, currentKeyId }');
+  if (typeof options.keys !== 'object' || options.keys === null || Array.isArray(options.keys)) {
+    throw invalid(`keys must be an object of key id → 32-byte key, e.g. { '2026-11': process.env.CACHE_KEY_2026_11 }; got ${describeType(options.keys)}.`);
   }
   const keys = new Map<string, Buffer>();
   for (const [id, value] of Object.entries(options.keys)) {
     if (id === '' || Buffer.byteLength(id) > 255) throw invalid(`Key id '${id}' must be 1 to 255 bytes of UTF-8.`);
     if (typeof value !== 'string' && !(value instanceof Uint8Array)) {
-      throw invalid(`Key '${id}' is ${value === undefined ? 'undefined (is the environment variable or secret that holds it set?)' : `a ${typeof value}`}; ` +
+      // Its type only, never its value: whatever is there may be key material in the wrong shape.
+      throw invalid(`Key '${id}' is ${value === undefined ? 'undefined (is the environment variable or secret that holds it set?)' : describeType(value)}; ` +
         'each key must be 32 bytes, as a Buffer/Uint8Array or a base64 string (e.g. crypto.randomBytes(32)).');
     }
     const key = typeof value === 'string' ? Buffer.from(value, 'base64') : Buffer.from(value);
@@ -75,9 +78,14 @@ export function createBlobCipher(options: BlobCipherOptions): BlobCipher {
     }
     keys.set(id, key);
   }
+  if (keys.size === 0) throw invalid('keys is empty: give at least the key new blobs are sealed with, e.g. { primary: crypto.randomBytes(32) }.');
   const currentKeyId = options.currentKeyId;
+  if (typeof currentKeyId !== 'string' || currentKeyId === '') {
+    throw invalid(`currentKeyId must be the id (a string) of the key new blobs are sealed with, one of ${[...keys.keys()].join(', ')}; ` +
+      `got ${got(currentKeyId)}.`);
+  }
   const current = keys.get(currentKeyId);
-  if (!current) throw invalid(`currentKeyId '${String(currentKeyId)}' is not one of the keys (${[...keys.keys()].join(', ')}).`);
+  if (!current) throw invalid(`currentKeyId '${currentKeyId}' is not one of the keys (${[...keys.keys()].join(', ')}).`);
 
   const refuse = (reason: UnreadableReason, keyId: string | undefined, why: string, cause?: unknown) => new BlobUnreadableError(reason, keyId,
     `The cache blob of one partition could not be decrypted: ${why}.`, cause === undefined ? undefined : { cause });

@@ -4,15 +4,71 @@ import { KeychainCacheError } from '../errors.js';
 
 const maxTimer = 2 ** 31 - 1; // setTimeout's limit; Redis and PostgreSQL take far more, a timer does not
 
-function got(value: unknown): string {
-  return typeof value === 'number' || typeof value === 'boolean' ? String(value) : typeof value === 'string' ? `the string '${value.slice(0, 40)}'` : `a ${value === null ? 'null' : typeof value}`;
+function invalid(message: string): KeychainCacheError {
+  return new KeychainCacheError('INVALID_OPTION', message);
+}
+
+/** What a value is, for "X is ..." in a message, without its content: "undefined", "null", "an array", "an object", "a number". */
+export function describeType(value: unknown): string {
+  if (value === undefined || value === null) return String(value);
+  if (Array.isArray(value)) return 'an array';
+  const type = typeof value;
+  return type === 'object' ? 'an object' : `a ${type}`;
+}
+
+/** A value as "got ..." shows it: numbers and booleans as they are, a string quoted and cut, anything else by its type. */
+export function got(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'string') return value === '' ? 'an empty string' : `the string '${value.slice(0, 40)}'`;
+  return describeType(value);
+}
+
+/** The closest allowed name to a misspelt one (another case, or one or two letters off), if there is one. */
+function nearest(name: string, allowed: readonly string[]): string | undefined {
+  const lower = name.toLowerCase();
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of allowed) {
+    const distance = editDistance(lower, candidate.toLowerCase());
+    if (distance <= Math.min(2, Math.floor(candidate.length / 3)) && (!best || distance < best.distance)) best = { name: candidate, distance };
+  }
+  return best?.name;
+}
+
+/** Edits (insert, delete, replace, swap two neighbours) from a to b. */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = rows[i]!;
+      row[j] = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j]!, rows[i - 2]![j - 2]! + 1);
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/**
+ * The options object of `factory`, every name in it one of `allowed`. As createCachePlugin does: a misspelt name
+ * (`ttlMS`, `keyprefix`) would otherwise leave its setting silently at the default, so it fails at creation.
+ * `usage` says what the factory needs, for a missing or non-object argument.
+ */
+export function checkOptions(options: unknown, factory: string, allowed: readonly string[], usage: string): Record<string, unknown> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw invalid(`${factory} needs an options object: ${usage}; got ${got(options)}.`);
+  }
+  for (const key of Object.keys(options)) {
+    if (allowed.includes(key)) continue;
+    const suggestion = nearest(key, allowed);
+    throw invalid(`Unknown ${factory} option '${key}'.${suggestion ? ` Did you mean '${suggestion}'?` : ''} Valid options: ${allowed.join(', ')}.`);
+  }
+  return options as Record<string, unknown>;
 }
 
 /** A duration in ms of at least `min` (integer ms, finite), or undefined when left out. */
 export function optionalDuration(value: unknown, name: string, min: number, fix: string): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > Number.MAX_SAFE_INTEGER) {
-    throw new KeychainCacheError('INVALID_OPTION', `${name} must be a whole number of milliseconds, at least ${min}; got ${got(value)}. ${fix}`);
+    throw invalid(`${name} must be a whole number of milliseconds, at least ${min}; got ${got(value)}. ${fix}`);
   }
   return value;
 }
@@ -21,7 +77,7 @@ export function optionalDuration(value: unknown, name: string, min: number, fix:
 export function optionalTimeout(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > maxTimer) {
-    throw new KeychainCacheError('INVALID_OPTION', `${name} must be a whole number of milliseconds from 1 to ${maxTimer}; got ${got(value)}.`);
+    throw invalid(`${name} must be a whole number of milliseconds from 1 to ${maxTimer}; got ${got(value)}.`);
   }
   return value;
 }
@@ -30,7 +86,7 @@ export function optionalTimeout(value: unknown, name: string, fallback: number):
 export function optionalCount(value: unknown, name: string, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new KeychainCacheError('INVALID_OPTION', `${name} must be a whole number from ${min} to ${max}; got ${got(value)}.`);
+    throw invalid(`${name} must be a whole number from ${min} to ${max}; got ${got(value)}.`);
   }
   return value;
 }
@@ -38,7 +94,14 @@ export function optionalCount(value: unknown, name: string, fallback: number, mi
 /** A non-empty string, or the default. */
 export function optionalText(value: unknown, name: string, fallback: string): string {
   if (value === undefined) return fallback;
-  if (typeof value !== 'string' || value === '') throw new KeychainCacheError('INVALID_OPTION', `${name} must be a non-empty string; got ${got(value)}.`);
+  if (typeof value !== 'string' || value === '') throw invalid(`${name} must be a non-empty string; got ${got(value)}.`);
+  return value;
+}
+
+/** true or false, or the default. */
+export function optionalFlag(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalid(`${name} must be true or false; got ${got(value)}.`);
   return value;
 }
 

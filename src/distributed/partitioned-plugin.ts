@@ -20,7 +20,8 @@ import { accountsIn, mergeCaches, parseCacheJson, replaceMemory } from '../cache
 import { asKeychainCacheError, isKeychainCacheError, KeychainCacheError } from '../errors.js';
 import { createLogger, type Logger, type LoggerOptions } from '../logger.js';
 import { type BlobCipher, type BlobUnreadableError, type UnreadableReason } from './blob-cipher.js';
-import { optionalCount, optionalDuration } from './checks.js';
+import { checkLoggerOptions } from '../options.js';
+import { checkOptions, describeType, got, optionalCount, optionalDuration, optionalFlag } from './checks.js';
 import type { PartitionStore } from './store.js';
 
 export interface PartitionedCachePluginOptions {
@@ -29,7 +30,8 @@ export interface PartitionedCachePluginOptions {
    * Whose cache this is: see `partitionKeys`. A plugin with a partitionKey serves that partition only (one
    * plugin and one msal client per request). Leave it out on the sign-in redirect, where the user is not known
    * yet: each write then goes to the partition of the account it wrote (`partitionKeys.forAccount`), decided
-   * per request, so one such plugin can serve every sign-in.
+   * per request, so one such plugin can serve every sign-in. A key built from a missing id (`account:undefined`,
+   * `app:id.null`, `account:`) is refused with INVALID_OPTION: every request with that mistake would share it.
    */
   partitionKey?: string;
   /** AES-256-GCM per blob (createBlobCipher). Required unless allowPlaintext is true. */
@@ -48,14 +50,70 @@ export interface PartitionedCachePluginOptions {
   loggerOptions?: LoggerOptions;
 }
 
-/** Partition keys as msal-node's guidance defines them, prefixed so that kinds never collide. */
+// A key built from a value that was missing or of the wrong type: `account:${undefined}`, `app:${id}.${null}`,
+// `account:${{}}`. Every request with that mistake would share the one partition (and its tokens), so such keys are
+// refused: by the helpers below, by the plugin at creation (partitionKey) and per request (the account a sign-in
+// wrote). How strict: a segment (between ':' and '.') that is exactly what JavaScript writes for a missing or wrong
+// value (undefined, null, NaN, [object Object]), a key that ends in ':' or '.' (a prefix with an empty id), and an
+// empty or blank key. Every other key stays valid as it was ('p', 'user:42', 'account:<oid>.<tid>', your own formats).
+const placeholders = ['undefined', 'null', 'NaN', '[object Object]'];
+const placeholder = /(^|[:.])(undefined|null|NaN|\[object Object\])($|[:.])/;
+
+/** Why `key` cannot be a partition key, or undefined when it can. */
+function partitionKeyProblem(key: unknown): string | undefined {
+  if (typeof key !== 'string') return `it is ${describeType(key)}, not a string`;
+  if (key.trim() === '') return 'it is empty';
+  const found = placeholder.exec(key);
+  if (found) return `'${found[2]}' in it is what JavaScript writes for a missing value, so every request with that mistake would share one partition`;
+  if (/[:.]$/.test(key)) return 'it ends with an empty id, so every request whose id is missing would share one partition';
+  return undefined;
+}
+
+/** `value` as an id for a partition key helper (a non-empty string that is no placeholder), or INVALID_OPTION naming the helper and the fix. */
+function idFor(value: unknown, helper: string, what: string, fix: string): string {
+  if (typeof value === 'string' && value.trim() !== '' && partitionKeyProblem(`id:${value}`) === undefined) return value;
+  const problem = typeof value !== 'string' || value.trim() === '' ? got(value)
+    : `'${value.slice(0, 40)}', which holds what JavaScript writes for a missing value (undefined, null, NaN, [object Object]) or ends with an empty id`;
+  throw new KeychainCacheError('INVALID_OPTION', `partitionKeys.${helper} needs ${what}, a non-empty string; got ${problem}. ${fix}`);
+}
+
+const noAccount = 'No signed-in account? Do not build a partition key before sign-in: on the sign-in redirect leave partitionKey out ' +
+  '(the plugin files the cache under the account that signed in), and afterwards use the homeAccountId kept in the session ' +
+  '(result.account.homeAccountId).';
+
+/**
+ * Partition keys as msal-node's guidance defines them, prefixed so that kinds never collide. Each helper checks its
+ * input and throws INVALID_OPTION for a missing, empty or non-string id: a key such as `account:undefined` would give
+ * every request with that mistake one shared partition.
+ */
 export const partitionKeys = {
-  /** A signed-in user's cache: their `homeAccountId`. */
-  forAccount: (account: { homeAccountId: string } | string) => `account:${typeof account === 'string' ? account : account.homeAccountId}`,
+  /** A signed-in user's cache: their `homeAccountId` (an AccountInfo, or the id itself). */
+  forAccount(account: { homeAccountId: string } | string): string {
+    if (typeof account === 'object' && account !== null && !Array.isArray(account)) {
+      const id = (account as { homeAccountId?: unknown }).homeAccountId;
+      if (id === undefined) {
+        throw new KeychainCacheError('INVALID_OPTION', `partitionKeys.forAccount got an object with no homeAccountId: no signed-in account there. ` +
+          `Pass msal's AccountInfo (result.account) or its homeAccountId. ${noAccount}`);
+      }
+      return `account:${idFor(id, 'forAccount', "the account's homeAccountId", noAccount)}`;
+    }
+    return `account:${idFor(account, 'forAccount', "the signed-in account (its AccountInfo) or its homeAccountId", noAccount)}`;
+  },
   /** App-only tokens (client credentials): `clientId.tenantId`. */
-  forApp: (clientId: string, tenantId: string) => `app:${clientId}.${tenantId}`,
+  forApp(clientId: string, tenantId: string): string {
+    const fix = 'Pass the app\'s client id and the tenant id (GUID or domain) its app-only tokens are for: forApp(clientId, tenantId).';
+    return `app:${idFor(clientId, 'forApp', 'clientId', fix)}.${idFor(tenantId, 'forApp', 'tenantId', fix)}`;
+  },
   /** On-behalf-of: a hash of the incoming assertion (never the assertion itself). */
-  forOnBehalfOf: (assertion: string) => `obo:${createHash('sha256').update(assertion).digest('hex')}`,
+  forOnBehalfOf(assertion: string): string {
+    // Only the whole string is checked: an assertion is hashed, and a token's own text is never inspected or shown.
+    if (typeof assertion !== 'string' || assertion.trim() === '' || placeholders.includes(assertion.trim())) {
+      throw new KeychainCacheError('INVALID_OPTION', 'partitionKeys.forOnBehalfOf needs the incoming assertion (the access token the API ' +
+        `received), a non-empty string; got ${typeof assertion === 'string' && assertion.trim() !== '' ? `'${assertion}'` : got(assertion)}. ` +
+        "Pass the bearer token from the request's Authorization header, as given to acquireTokenOnBehalfOf.");
+    }
+    return `obo:${createHash('sha256').update(assertion).digest('hex')}`;
+  },
 };
 
 /** A partition as one access found it. */
@@ -107,9 +165,8 @@ interface ClientState {
 const clients = new WeakMap<object, ClientState>();
 
 export function createPartitionedCachePlugin(options: PartitionedCachePluginOptions): ICachePlugin & { readonly partitionKey: string | undefined } {
-  if (typeof options !== 'object' || options === null) {
-    throw new KeychainCacheError('INVALID_OPTION', 'createPartitionedCachePlugin needs an options object: { store, cipher, partitionKey }.');
-  }
+  checkOptions(options, 'createPartitionedCachePlugin', ['store', 'partitionKey', 'cipher', 'allowPlaintext', 'ttlMs', 'maxAttempts', 'memoryEntries',
+    'loggerOptions'], '{ store, cipher, partitionKey }');
   const { store, cipher } = options;
   const fixedKey = options.partitionKey;
   if (!store || typeof store.get !== 'function' || typeof store.compareAndSet !== 'function') {
@@ -117,23 +174,27 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
   }
   for (const method of ['delete', 'version', 'touch'] as const) {
     if (store[method] !== undefined && typeof store[method] !== 'function') {
-      throw new KeychainCacheError('INVALID_OPTION', `store.${method} must be a function (or left out where optional); got a ${typeof store[method]}.`);
+      throw new KeychainCacheError('INVALID_OPTION', `store.${method} must be a function (or left out where optional); got ${describeType(store[method])}.`);
     }
   }
-  if (fixedKey !== undefined && (typeof fixedKey !== 'string' || fixedKey === '')) {
-    throw new KeychainCacheError('INVALID_OPTION', 'partitionKey must be a non-empty string: partitionKeys.forAccount(account) for a user, ' +
-      'forApp(...) for app tokens; or leave it out on the sign-in redirect.');
+  const keyProblem = fixedKey === undefined ? undefined : partitionKeyProblem(fixedKey);
+  if (keyProblem !== undefined) {
+    throw new KeychainCacheError('INVALID_OPTION', `partitionKey ${typeof fixedKey === 'string' ? `'${fixedKey.slice(0, 60)}' ` : ''}cannot be used: ` +
+      `${keyProblem}. Use partitionKeys.forAccount(account) for a signed-in user, forApp(clientId, tenantId) for app tokens, ` +
+      'forOnBehalfOf(assertion) for on-behalf-of; or leave it out on the sign-in redirect.');
   }
   if (cipher !== undefined && (typeof cipher?.seal !== 'function' || typeof cipher?.open !== 'function')) {
     throw new KeychainCacheError('INVALID_OPTION', 'cipher must be a BlobCipher: createBlobCipher({ keys, currentKeyId }).');
   }
-  if (!cipher && options.allowPlaintext !== true) {
+  const allowPlaintext = optionalFlag(options.allowPlaintext, 'allowPlaintext', false);
+  if (!cipher && !allowPlaintext) {
     throw new KeychainCacheError('PLAINTEXT_NOT_ALLOWED', 'Token caches would be stored unencrypted: pass cipher: createBlobCipher({ keys, currentKeyId }), ' +
       'or allowPlaintext: true if the store is private and encrypted itself.');
   }
   const ttlMs = optionalDuration(options.ttlMs, 'ttlMs', 1000, 'It is the sliding expiry of a partition: 7 * 24 * 3600_000 for a week, or leave it out.');
   const maxAttempts = optionalCount(options.maxAttempts, 'maxAttempts', 20, 1, 1000);
   const memoryEntries = optionalCount(options.memoryEntries, 'memoryEntries', 1000, 0, 100_000);
+  checkLoggerOptions(options.loggerOptions);
   const logger = createLogger(options.loggerOptions);
   const opener = cipher ?? (plaintextOpener as BlobCipher);
   let memory = remembered.get(store);
@@ -329,7 +390,13 @@ export function createPartitionedCachePlugin(options: PartitionedCachePluginOpti
         ? 'No partitionKey was given and the cache holds no account to take it from (app-only tokens need partitionKeys.forApp(clientId, tenantId)).'
         : 'No partitionKey was given and this request wrote tokens of several accounts: give each request a plugin with its partitionKey.');
     }
-    const key = partitionKeys.forAccount([...homeAccountIds][0]!);
+    const homeAccountId = [...homeAccountIds][0]!;
+    if (partitionKeyProblem(`account:${homeAccountId}`) !== undefined) {
+      // Per request: a cache whose account has such an id would file every such sign-in under one shared partition.
+      throw new KeychainCacheError('INVALID_OPTION', 'Not saved: no partitionKey was given and the account this request wrote has an empty ' +
+        'or placeholder homeAccountId, which would be one partition shared by every such sign-in. Give the plugin a partitionKey.');
+    }
+    const key = partitionKeys.forAccount(homeAccountId);
     const latest = await load(key);
     return write(context, state, key, latest, mergeCaches(read.text, ours, latest.text), latest.tombstone ? latest.version! : latest.epoch);
   }

@@ -14,7 +14,7 @@
 // A sign-out writes a tombstone row (empty data) that expires after tombstoneTtlMs.
 import { KeychainCacheError, withTypedErrors } from '../errors.js';
 import { randomHex } from '../files.js';
-import { defaultTombstoneTtlMs, optionalDuration } from './checks.js';
+import { checkOptions, defaultTombstoneTtlMs, got, optionalDuration } from './checks.js';
 import type { PartitionStore } from './store.js';
 
 export interface SqlQueryable {
@@ -37,12 +37,14 @@ export interface PostgresStore extends PartitionStore {
 }
 
 export function createPostgresStore(options: PostgresStoreOptions): PostgresStore {
-  if (typeof options?.pool?.query !== 'function') {
+  checkOptions(options, 'createPostgresStore', ['pool', 'table', 'tombstoneTtlMs'], '{ pool }: a pg Pool (or anything with query(text, values))');
+  if (typeof options.pool?.query !== 'function') {
     throw new KeychainCacheError('INVALID_OPTION', 'createPostgresStore needs { pool }: a pg Pool (or anything with query(text, values)).');
   }
-  const table = options.table ?? 'msal_token_cache';
-  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) {
-    throw new KeychainCacheError('INVALID_OPTION', `table must be a plain SQL identifier (letters, digits, underscores); got '${table}'.`);
+  const table: unknown = options.table ?? 'msal_token_cache';
+  if (typeof table !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) {
+    throw new KeychainCacheError('INVALID_OPTION', 'table must be a plain SQL identifier (a letter or underscore, then letters, digits, ' +
+      `underscores; at most 63), e.g. 'msal_token_cache'; got ${got(table)}.`);
   }
   const tombstoneTtlMs = optionalDuration(options.tombstoneTtlMs, 'tombstoneTtlMs', 1000,
     'It must outlast any request that reads a partition.') ?? defaultTombstoneTtlMs;

@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { KeychainCacheError, withTypedErrors } from '../errors.js';
 import { randomHex } from '../files.js';
-import { defaultTombstoneTtlMs, optionalDuration, optionalTimeout } from './checks.js';
+import { checkOptions, defaultTombstoneTtlMs, describeType, optionalDuration, optionalTimeout } from './checks.js';
 import type { PartitionStore } from './store.js';
 
 export interface RedisCommandClient {
@@ -97,14 +97,18 @@ function sanitized(error: unknown): unknown {
   return copy;
 }
 
+const clientNeeded = 'a connected node-redis client or cluster (createClient / createCluster / createSentinel), an ioredis Redis or ' +
+  'Cluster, or an object with sendCommand(args: string[])';
+
 export function createRedisStore(options: RedisStoreOptions): PartitionStore {
-  const send = sender(options?.client);
+  checkOptions(options, 'createRedisStore', ['client', 'keyPrefix', 'timeoutMs', 'tombstoneTtlMs'], `{ client }: ${clientNeeded}`);
+  const send = sender(options.client);
   if (!send) {
-    throw new KeychainCacheError('INVALID_OPTION', 'createRedisStore needs { client }: a connected node-redis client or cluster ' +
-      '(createClient / createCluster / createSentinel), an ioredis Redis or Cluster, or an object with sendCommand(args: string[]).');
+    throw new KeychainCacheError('INVALID_OPTION', `createRedisStore needs { client }: ${clientNeeded}; got ${describeType(options.client)}` +
+      `${typeof options.client === 'object' && options.client !== null ? ' with none of sendCommand and call' : ''}.`);
   }
   const prefix = options.keyPrefix ?? 'msal-cache:';
-  if (typeof prefix !== 'string') throw new KeychainCacheError('INVALID_OPTION', `keyPrefix must be a string; got a ${typeof prefix}.`);
+  if (typeof prefix !== 'string') throw new KeychainCacheError('INVALID_OPTION', `keyPrefix must be a string, e.g. 'my-app:msal:'; got ${describeType(prefix)}.`);
   const timeoutMs = optionalTimeout(options.timeoutMs, 'timeoutMs', 5000);
   const tombstoneTtlMs = optionalDuration(options.tombstoneTtlMs, 'tombstoneTtlMs', 1000,
     'It must outlast any request that reads a partition.') ?? defaultTombstoneTtlMs;

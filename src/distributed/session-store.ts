@@ -11,7 +11,7 @@
 // the window left is between another request's last reload and its save.
 import { KeychainCacheError, withTypedErrors } from '../errors.js';
 import { randomHex } from '../files.js';
-import { defaultTombstoneTtlMs, optionalCount, optionalDuration, optionalText } from './checks.js';
+import { checkOptions, defaultTombstoneTtlMs, optionalCount, optionalDuration, optionalText } from './checks.js';
 import type { PartitionStore } from './store.js';
 
 /** express-session's Session, as far as this store uses it: reload and save are used when they are there. */
@@ -45,9 +45,10 @@ const callback = (session: SessionLike, method: 'reload' | 'save') => new Promis
 });
 
 export function createSessionStore(options: SessionStoreOptions): PartitionStore {
-  if (typeof options?.request !== 'object' || options.request === null) {
-    throw new KeychainCacheError('INVALID_OPTION', 'createSessionStore needs { request }: the request whose session holds the caches (express: req, ' +
-      'after app.use(session(...))).');
+  const needs = '{ request }: the request whose session holds the caches (express: req, after app.use(session(...)))';
+  checkOptions(options, 'createSessionStore', ['request', 'field', 'maxBytes', 'tombstoneTtlMs'], needs);
+  if (typeof options.request !== 'object' || options.request === null) {
+    throw new KeychainCacheError('INVALID_OPTION', `createSessionStore needs ${needs}.`);
   }
   const { request } = options;
   const field = optionalText(options.field, 'field', 'msalTokenCaches');
