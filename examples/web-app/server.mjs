@@ -5,6 +5,7 @@
 //
 //   MSAL_CLIENT_ID=... MSAL_CLIENT_SECRET=... CACHE_KEY=$(openssl rand -base64 32) SESSION_SECRET=... node server.mjs
 import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfidentialClientApplication } from '@azure/msal-node';
 import express from 'express';
@@ -34,7 +35,7 @@ export async function storeFromEnv(env) {
       // One store per request, over that request's session: see cacheStoreFor below.
       return { store: undefined, close: async () => undefined };
     case 'file':
-      return { store: await createFileStore({ directory: env.CACHE_DIRECTORY ?? './token-caches' }), close: async () => undefined };
+      return { store: await createFileStore({ directory: env.CACHE_DIRECTORY ?? resolve('token-caches') }), close: async () => undefined };
     default:
       throw new Error(`MSAL_CACHE_STORE must be file, redis, postgres or session; got '${env.MSAL_CACHE_STORE}'.`);
   }
