@@ -27,6 +27,13 @@ interface SyncState {
   writing: number;
 }
 
+/**
+ * The longest a read reuses the change token an earlier read of the same turn of the event loop got (see
+ * #readToken). Longer than a silent call's own work (~0.1 ms) and shorter than starting any program (a few
+ * ms), so that a program run synchronously (execFileSync) that changes the store is seen after it.
+ */
+const tokenReuseMs = 1;
+
 // A save whose fence keeps failing (the lock taken again and again while this process is stopped) gives up.
 const maxSaveAttempts = 5;
 
@@ -69,6 +76,15 @@ export class KeychainCachePlugin implements ICachePlugin {
   // Writes of this process in flight: the watcher leaves the store alone meanwhile (it would see our own
   // save before we do and report it as another process's).
   #writing = 0;
+  // The change token a read got in this turn of the event loop, while it may stand for later reads (#readToken).
+  #recent: { token: string; at: number } | undefined;
+  #turn = 0;
+  #turnEndPending = false;
+  readonly #endTurn = (): void => {
+    this.#turnEndPending = false;
+    this.#turn++;
+    this.#recent = undefined;
+  };
 
   constructor(persistence: Persistence, options: { lockOptions?: LockOptions; loggerOptions?: LoggerOptions } = {}) {
     this.persistence = persistence;
@@ -80,9 +96,9 @@ export class KeychainCachePlugin implements ICachePlugin {
   async beforeCacheAccess(context: TokenCacheContext): Promise<void> {
     try {
       if (!context.cacheHasChanged) {
-        // The hot path: one stat, nothing else, when no other writer has been here.
+        // The hot path: at most one stat per turn of the event loop, nothing else, when no other writer has been here.
         const state = this.#state(context);
-        const token = await this.persistence.changeToken();
+        const token = this.#reusableToken() ?? await this.#readToken();
         // A read that lands inside a write of the same client (msal-node runs them concurrently) must not replace
         // the memory that write is filling: the write reloaded under the lock and saves the latest in a moment.
         if (token !== state.token && state.writing === 0) await this.#beforeRead(context, token);
@@ -130,6 +146,33 @@ export class KeychainCachePlugin implements ICachePlugin {
       // A failed release after a failed save must not replace the save's error, which says what was lost.
       await this.#unlock(held).catch((error: unknown) => { if (!saveError) throw asKeychainCacheError(error, 'Releasing the cache lock'); });
     }
+  }
+
+  /**
+   * The store's change token for a read. Another thread or process can only tell this one about a change it made
+   * through the event loop (a message, a child's exit, a timer): a callback that starts a new turn. So a token
+   * read in this turn stands for the reads after it until control returns to the event loop (a nextTick ends
+   * the turn), for at most tokenReuseMs (a synchronous wait, e.g. execFileSync of a program that signs in, is
+   * seen after it). Writes through any plugin in this thread (ESM or CJS, any copy) end the turn too: they take
+   * the lockfile with asynchronous I/O. A changeToken() that does real asynchronous work resolves in a later
+   * turn and is not reused: every read asks it again.
+   */
+  async #readToken(): Promise<string> {
+    if (!this.#turnEndPending) {
+      this.#turnEndPending = true;
+      process.nextTick(this.#endTurn);
+    }
+    const turn = this.#turn;
+    const at = performance.now();
+    const token = await this.persistence.changeToken();
+    if (this.#turn === turn) this.#recent = { token, at };
+    return token;
+  }
+
+  #reusableToken(): string | undefined {
+    const recent = this.#recent;
+    if (recent === undefined || performance.now() - recent.at >= tokenReuseMs) return undefined;
+    return recent.token;
   }
 
   /**

@@ -335,10 +335,9 @@ const lastStamps = new Map<string, { stats: Stats; token: string }>();
  * give every version a later mtime than the one it replaces (see stampNewVersion), so this cannot repeat
  * even when the file system reuses the inode within one timestamp tick and the size stays the same.
  *
- * One stat of the path on every call (the hot path of a silent token call). Not an fstat of a descriptor kept
- * open, though that costs less (issue 13 measured ~5% of a 1-account silent call against ~9% for the stat): a
- * descriptor keeps the file system busy (an unmount fails) and cannot see a directory above the file renamed
- * away and replaced, while the path can.
+ * One stat of the path on every call (the cache plugin asks at most once per turn of the event loop). Not an
+ * fstat of a descriptor kept open, though that costs less: a descriptor keeps the file system busy (an unmount
+ * fails) and cannot see a directory above the file renamed away and replaced, while the path can.
  */
 export async function fileStamp(path: string): Promise<string> {
   let stats: Stats | undefined;
