@@ -1,6 +1,6 @@
 // Every file this package writes goes through here: atomic replace, 0600 files, 0700 directories we
 // create, and refusal of symlinked, foreign-owned or group/other-writable cache paths.
-import { closeSync, constants as fsConstants, fstatSync, lstatSync, promises as fs, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, fstatSync, lstatSync, mkdirSync, promises as fs, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
@@ -66,6 +66,9 @@ function assertOwned(path: string, stats: Stats, what: string): void {
     `or give it to the user running this app (chown ${uid} ${JSON.stringify(path)}).`);
 }
 
+// The checks at creation and before each load are synchronous: one lstat, mkdir or access is a few microseconds,
+// where a trip through libuv's thread pool costs tens to hundreds (most of a CLI's start-up, issue 13).
+
 /**
  * A directory that holds a cache must be ours and writable only by us: whoever else can write in it can
  * rename our files away and put their own in their place. A sticky directory (like /tmp) is the exception
@@ -96,7 +99,7 @@ function assertSafeDirectoryStats(directory: string, stats: Stats): void {
 export async function assertSafeDirectory(directory: string, options: { allowMissing?: boolean } = {}): Promise<void> {
   let stats;
   try {
-    stats = await fs.lstat(directory);
+    stats = lstatSync(directory);
   } catch (error) {
     if (options.allowMissing && systemErrorCode(error) === 'ENOENT') return;
     throw describeFileError(error, 'inspect the cache directory', directory);
@@ -111,7 +114,7 @@ export async function assertSafeDirectory(directory: string, options: { allowMis
 export async function assertSafePath(path: string): Promise<void> {
   let stats;
   try {
-    stats = await fs.lstat(path);
+    stats = lstatSync(path);
   } catch (error) {
     if (systemErrorCode(error) === 'ENOENT') return;
     throw describeFileError(error, 'inspect', path);
@@ -137,7 +140,7 @@ export async function ensureDirectory(directory: string): Promise<void> {
 export async function createDirectory(directory: string): Promise<string | undefined> {
   let created: string | undefined;
   try {
-    created = await fs.mkdir(directory, { recursive: true, mode: directoryMode });
+    created = mkdirSync(directory, { recursive: true, mode: directoryMode });
   } catch (error) {
     throw await diagnoseDirectory(directory) ?? describeFileError(error, 'create the cache directory', directory);
   }
@@ -163,7 +166,7 @@ export async function prepareCacheLocation(cachePath: string): Promise<void> {
       // access(2), one syscall: rights as the kernel decides them (mode, ACLs, read-only mounts, immutable
       // attributes), not as the mode bits suggest. Not on Windows, where a directory's read-only attribute means
       // nothing to writes in it.
-      if (ownUid() !== undefined) await fs.access(directory, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK);
+      if (ownUid() !== undefined) accessSync(directory, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK);
       await assertSafePath(cachePath);
       return;
     } catch (error) {
@@ -186,7 +189,12 @@ export async function explainDirectoryFailure(directory: string, error: unknown,
 
 /** INVALID_OPTION when `cachePath` is an existing directory: cachePath names the cache file, not its folder. */
 export async function assertNotDirectory(cachePath: string): Promise<void> {
-  const stats = await fs.lstat(cachePath).catch(() => undefined);
+  let stats: Stats | undefined;
+  try {
+    stats = lstatSync(cachePath, { throwIfNoEntry: false });
+  } catch {
+    // Another error (EACCES above it) is reported by the checks of the directory that follow.
+  }
   if (stats?.isDirectory()) {
     throw new KeychainCacheError('INVALID_OPTION', `cachePath ${cachePath} is a directory; cachePath names the cache file ` +
       `itself. Use a file inside it (join(${JSON.stringify(cachePath)}, 'msal-cache.json')) or defaultCachePath('my-app').`);
@@ -291,33 +299,33 @@ export async function readBytesIfExists(path: string): Promise<Buffer | null> {
   const directory = dirname(path);
   let directoryStats;
   try {
-    directoryStats = await fs.lstat(directory);
+    directoryStats = lstatSync(directory);
   } catch (error) {
     // A deleted cache directory holds no cache; the next write creates it again.
     if (systemErrorCode(error) === 'ENOENT') return null;
     throw describeFileError(error, 'inspect the cache directory', directory);
   }
   assertSafeDirectoryStats(directory, directoryStats);
-  let handle;
+  let fd;
   try {
-    handle = await fs.open(path, fsConstants.O_RDONLY | noFollow | noBlock);
+    fd = openSync(path, fsConstants.O_RDONLY | noFollow | noBlock);
   } catch (error) {
     if (systemErrorCode(error) === 'ENOENT') return null;
     throw describeFileError(error, 'read', path);
   }
   try {
-    const stats = await handle.stat();
+    const stats = fstatSync(fd);
     if (!stats.isFile()) {
       throw new KeychainCacheError('UNSAFE_PATH', `Refusing to read ${path}: it is not a regular file. ` +
         'Remove it (the cache is written again at the next sign-in) or choose another cachePath.');
     }
     assertOwned(path, stats, 'the cache file');
-    return await handle.readFile();
+    return readFileSync(fd);
   } catch (error) {
     throw describeFileError(error, 'read', path);
   } finally {
     // The bytes are read; a failing close (EIO) changes nothing about them.
-    await handle.close().catch(() => undefined);
+    try { closeSync(fd); } catch { /* nothing to undo */ }
   }
 }
 
