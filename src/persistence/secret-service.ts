@@ -3,11 +3,11 @@
 // does), search, read, create-or-replace, delete, unlock and prompts with a bounded wait.
 // Spec: https://specifications.freedesktop.org/secret-service-spec/latest/
 import {
-  createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyPairKeyObjectResult,
-  randomBytes,
+  createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPair as generateKeyPairOnThreadPool, hkdfSync,
+  type KeyObject, randomBytes,
 } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { DBusError, type DBusConnection, sessionBus, type Variant } from './dbus.js';
+import { DBusError, type DBusConnection, hasSessionBus, sessionBus, type Variant } from './dbus.js';
 
 const bus = 'org.freedesktop.secrets';
 const servicePath = '/org/freedesktop/secrets';
@@ -82,8 +82,16 @@ export class SecretServiceClient {
   /** The algorithm of the session this client last used; the self-test reports it. */
   algorithm: TransportAlgorithm | undefined;
 
+  // The key pair for this client's first session, generated from its creation on (off the main thread) when this
+  // thread has no bus connection yet: a CLI's start then does its file checks while it is computed. Used once.
+  #firstKeyPair: Promise<KeyPair> | undefined;
+
   constructor(options: SecretServiceOptions) {
     this.#options = options;
+    if (!options.plainOnly && !hasSessionBus(options.env)) {
+      this.#firstKeyPair = generateKeyPair();
+      this.#firstKeyPair.catch(() => undefined);
+    }
   }
 
   #bus(): Promise<DBusConnection> {
@@ -148,7 +156,9 @@ export class SecretServiceClient {
       body: [algorithm, input], timeoutMs: this.#options.callTimeoutMs,
     });
     if (mode === 'any') {
-      const ours = generateKeyPair();
+      const early = this.#firstKeyPair;
+      this.#firstKeyPair = undefined;
+      const ours = await (early ?? generateKeyPair());
       try {
         const [output, path] = await openSession(dhAlgorithm, { signature: 'ay', value: ours.publicValue });
         const theirs = (output as Variant).value;
@@ -511,17 +521,27 @@ export class SecretServiceClient {
   }
 }
 
+interface KeyPair { publicValue: Buffer; sharedSecret(peer: Buffer): Buffer }
+
 /**
  * A Diffie-Hellman key pair in RFC 2409's second Oakley group (1024-bit MODP, generator 2), the group the
  * algorithm name's "ietf1024" means. Through KeyObjects: `crypto.getDiffieHellman('modp2')` checks the prime on
- * every call, 40 ms of a CLI's start; generating a key pair for the named group costs under 1 ms.
+ * every call, 40 ms of a CLI's start; generating a key pair for the named group costs ~1 ms, on the thread pool.
  */
-function generateKeyPair(): { publicValue: Buffer; sharedSecret(peer: Buffer): Buffer } {
+function generateKeyPair(): Promise<KeyPair> {
   // Node supports { group } for 'dh' key pairs; @types/node 20 does not declare that overload.
-  const generate = generateKeyPairSync as unknown as (type: 'dh', options: { group: string }) => KeyPairKeyObjectResult;
-  const { privateKey, publicKey } = generate('dh', { group: 'modp2' });
+  const generate = generateKeyPairOnThreadPool as unknown as (type: 'dh', options: { group: string; publicKeyEncoding: { type: 'spki'; format: 'der' } },
+    callback: (error: Error | null, publicKey: Buffer, privateKey: KeyObject) => void) => void;
+  return new Promise((resolve, reject) => {
+    generate('dh', { group: 'modp2', publicKeyEncoding: { type: 'spki', format: 'der' } }, (error, spki, privateKey) => {
+      if (error) reject(error);
+      else resolve(keyPairOf(spki, privateKey));
+    });
+  });
+}
+
+function keyPairOf(spki: Buffer, privateKey: KeyObject): KeyPair {
   // SubjectPublicKeyInfo: SEQUENCE { AlgorithmIdentifier (the group's p and g), BIT STRING { INTEGER y } }.
-  const spki = publicKey.export({ format: 'der', type: 'spki' });
   const outer = derRead(spki, 0);
   const algorithm = derRead(spki, outer.contentStart);
   const bitString = derRead(spki, algorithm.end);
