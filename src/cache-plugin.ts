@@ -459,7 +459,7 @@ export async function createCachePlugin(
           'set it on createPersistence instead.');
       }
     }
-    checkPersistence(persistence);
+    checkPersistence(persistence, 'createCachePlugin({ persistence })', ' Or pass the createPersistence options to createCachePlugin itself.');
     checkLoggerOptions(loggerOptions);
     return new KeychainCachePlugin(persistence, { lockOptions: resolveLockOptions({ lockOptions }), loggerOptions });
   }

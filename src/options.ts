@@ -66,12 +66,25 @@ function invalid(message: string): KeychainCacheError {
   return new KeychainCacheError('INVALID_OPTION', message);
 }
 
-/** A value as a message may show it: numbers and short strings as they are, anything else by its type. */
-export function describeValue(value: unknown): string {
-  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
-  if (typeof value === 'string') return value.length <= 40 ? JSON.stringify(value) : 'a long string';
+/** What a value is, for "X is ..." in a message, without its content: "undefined", "null", "an array", "an object", "a number". */
+export function describeType(value: unknown): string {
+  if (value === undefined || value === null) return String(value);
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+  const type = typeof value;
+  return type === 'object' ? 'an object' : `a ${type}`;
+}
+
+/**
+ * A value as "got ..." shows it, on every entry point: numbers and booleans as they are, a short string quoted, a
+ * long one only by its length (it may be a secret pasted into the wrong option), anything else by its type.
+ */
+export function got(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'string') {
+    if (value === '') return 'an empty string';
+    return value.length <= 40 ? `the string '${value}'` : `a string of ${value.length} characters`;
+  }
+  return describeType(value);
 }
 
 const loggerKeys = ['loggerCallback', 'piiLoggingEnabled', 'logLevel', 'correlationId'];
@@ -85,33 +98,34 @@ export function checkLoggerOptions(value: unknown): void {
   checkKeys(value, loggerKeys, 'loggerOptions');
   const { loggerCallback, logLevel, piiLoggingEnabled, correlationId } = value as Record<string, unknown>;
   if (loggerCallback !== undefined && typeof loggerCallback !== 'function') {
-    throw invalid(`loggerOptions.loggerCallback must be a function (level, message, containsPii) => void; got ${describeValue(loggerCallback)}.`);
+    throw invalid(`loggerOptions.loggerCallback must be a function (level, message, containsPii) => void; got ${got(loggerCallback)}.`);
   }
   if (logLevel !== undefined && !(Number.isInteger(logLevel) && (logLevel as number) >= 0 && (logLevel as number) <= 4)) {
     throw invalid(`loggerOptions.logLevel must be one of msal-node's LogLevel values (LogLevel.Error ... LogLevel.Trace, ` +
-      `0 to 4); got ${describeValue(logLevel)}.`);
+      `0 to 4); got ${got(logLevel)}.`);
   }
   if (piiLoggingEnabled !== undefined && typeof piiLoggingEnabled !== 'boolean') {
-    throw invalid(`loggerOptions.piiLoggingEnabled must be true or false; got ${describeValue(piiLoggingEnabled)}.`);
+    throw invalid(`loggerOptions.piiLoggingEnabled must be true or false; got ${got(piiLoggingEnabled)}.`);
   }
   if (correlationId !== undefined && typeof correlationId !== 'string') {
-    throw invalid(`loggerOptions.correlationId must be a string; got ${describeValue(correlationId)}.`);
+    throw invalid(`loggerOptions.correlationId must be a string; got ${got(correlationId)}.`);
   }
 }
 
 const persistenceMethods = ['load', 'save', 'delete', 'changeToken', 'quarantine', 'verify'];
 
-/** `createCachePlugin({ persistence })`: a Persistence (from createPersistence), checked before the plugin uses it. */
-export function checkPersistence(value: unknown): void {
+/** A Persistence (from createPersistence) passed to `who`, checked before it is used: every method, an absolute cachePath. */
+export function checkPersistence(value: unknown, who: string, otherwise = ''): void {
   const candidate = value as Record<string, unknown> | null;
-  const missing = typeof candidate === 'object' && candidate !== null
-    ? persistenceMethods.filter((name) => typeof candidate[name] !== 'function') : persistenceMethods;
+  const isObject = typeof candidate === 'object' && candidate !== null;
+  const missing = isObject ? persistenceMethods.filter((name) => typeof candidate[name] !== 'function') : persistenceMethods;
   const cachePath = candidate?.cachePath;
-  if (missing.length > 0 || typeof cachePath !== 'string' || !(posixPath.isAbsolute(cachePath) || win32Path.isAbsolute(cachePath))) {
-    throw invalid('persistence must be a Persistence from createPersistence({ cachePath, ... }) (or one keeping that ' +
-      `interface): ${missing.length > 0 ? `it has no ${missing.join(', ')}` : 'its cachePath is not an absolute path'}. ` +
-      'Or pass the createPersistence options to createCachePlugin itself.');
-  }
+  // Its lock is taken next to cachePath: a relative one would put it in the working directory.
+  if (missing.length === 0 && typeof cachePath === 'string' && (posixPath.isAbsolute(cachePath) || win32Path.isAbsolute(cachePath))) return;
+  const detail = !isObject ? describeType(value)
+    : missing.length > 0 ? `an object without ${missing.join(', ')}` : 'one whose cachePath is not an absolute path';
+  throw invalid(`${who} needs a persistence from createPersistence({ cachePath, ... }) (or an object with the same methods ` +
+    `and an absolute cachePath); got ${detail}.${otherwise}`);
 }
 
 function checkKeys(value: object, allowed: string[], what: string): void {
@@ -138,7 +152,7 @@ function optionalPositive(value: unknown, name: string): number | undefined {
   if (value === undefined) return undefined;
   // setTimeout's limit: a longer wait would fire at once.
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2_147_483_647) {
-    throw invalid(`${name} must be a whole number of milliseconds from 1 to 2147483647; got ${describeValue(value)}.`);
+    throw invalid(`${name} must be a whole number of milliseconds from 1 to 2147483647; got ${got(value)}.`);
   }
   return value;
 }

@@ -302,7 +302,7 @@ describe('other options are checked at creation, before anything is read or writ
     for (const persistence of [{}, 'x', 5, null, { load: () => null, save: () => undefined }]) {
       const error = await failure(() => createCachePlugin({ persistence } as never));
       expect(error.code, JSON.stringify(persistence)).toBe('INVALID_OPTION');
-      if (persistence !== null) expect(error.message).toMatch(/persistence must be a Persistence from createPersistence/);
+      expect(error.message).toMatch(/^createCachePlugin\(\{ persistence \}\) needs a persistence from createPersistence\(.*; got (an object without|a string|a number|null)/);
     }
     // A real one is accepted, and the options that come with it are checked too.
     const directory = await tempDir();

@@ -23,6 +23,11 @@ const redisClient = { sendCommand: async () => null };
 const pool = { query: async () => ({ rows: [], rowCount: 0 }) };
 /** A store that keeps nothing: enough for the plugin's checks, which run before any access. */
 const nullStore: PartitionStore = { get: async () => null, compareAndSet: async () => null, delete: async () => false };
+// Every method a persistence has, doing nothing: what keyFromPersistence checks before it uses one.
+const persistenceShape = {
+  load: async () => null, save: async () => undefined, delete: async () => false, changeToken: async () => 'x',
+  quarantine: async () => '', verify: async () => undefined, kind: 'plaintext-file', encrypted: false, location: 'nowhere',
+};
 
 /** An app's own persistence (as createPersistence returns one), its file in a fresh directory. */
 async function appPersistence() {
@@ -187,7 +192,8 @@ describe('every /distributed factory refuses an option name it does not know (IN
       [() => createPartitionedCachePlugin({ store: { ...nullStore, version: 5 as never }, cipher, partitionKey: 'p' }), /^store\.version must be a function .*; got a number\.$/],
       [() => createPartitionedCachePlugin({ store: { ...nullStore, touch: {} as never }, cipher, partitionKey: 'p' }), /got an object\.$/],
       [() => createPartitionedCachePlugin({ store: nullStore, cipher, partitionKey: 'p', loggerOptions: { logleve: 3 } as never }), /Unknown loggerOptions option 'logleve'/],
-      [async () => keyFromPersistence({ load: async () => null, save: async () => undefined } as never), /^keyFromPersistence needs a persistence .*cachePath is not an absolute path\.$/],
+      [async () => keyFromPersistence({ load: async () => null, save: async () => undefined } as never), /^keyFromPersistence needs a persistence .*; got an object without delete, changeToken, quarantine, verify\.$/],
+      [async () => keyFromPersistence({ ...persistenceShape, cachePath: 'key.json' } as never), /^keyFromPersistence needs a persistence .*; got one whose cachePath is not an absolute path\.$/],
       [async () => keyFromPersistence(undefined as never), /^keyFromPersistence needs a persistence .*; got undefined\.$/],
     ] as [() => unknown, RegExp][]) {
       const error = await failure(call);

@@ -1,26 +1,15 @@
 // Option checks shared by the distributed stores and plugin: a wrong value fails at creation with
 // INVALID_OPTION naming the option, what it got and what it takes, never later inside a request.
 import { KeychainCacheError } from '../errors.js';
+import { describeType, got } from '../options.js';
+
+// One way to show a value in a message, on the main entry and here alike.
+export { describeType, got };
 
 const maxTimer = 2 ** 31 - 1; // setTimeout's limit; Redis and PostgreSQL take far more, a timer does not
 
 function invalid(message: string): KeychainCacheError {
   return new KeychainCacheError('INVALID_OPTION', message);
-}
-
-/** What a value is, for "X is ..." in a message, without its content: "undefined", "null", "an array", "an object", "a number". */
-export function describeType(value: unknown): string {
-  if (value === undefined || value === null) return String(value);
-  if (Array.isArray(value)) return 'an array';
-  const type = typeof value;
-  return type === 'object' ? 'an object' : `a ${type}`;
-}
-
-/** A value as "got ..." shows it: numbers and booleans as they are, a string quoted and cut, anything else by its type. */
-export function got(value: unknown): string {
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  if (typeof value === 'string') return value === '' ? 'an empty string' : `the string '${value.slice(0, 40)}'`;
-  return describeType(value);
 }
 
 /** The closest allowed name to a misspelt one (another case, or one or two letters off), if there is one. */

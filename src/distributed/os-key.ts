@@ -1,11 +1,11 @@
 // The blob key kept in this machine's secret store (DPAPI file, macOS Keychain, Secret Service, Electron
 // safeStorage) through the package's own persistence layer, created on first use. For one machine; a
 // fleet of servers needs one shared key from a vault instead.
-import { posix as posixPath, win32 as win32Path } from 'node:path';
 import { asKeychainCacheError, KeychainCacheError } from '../errors.js';
 import { acquireFileLock } from '../file-lock.js';
+import { checkPersistence } from '../options.js';
 import type { Persistence } from '../persistence/types.js';
-import { checkOptions, describeType, optionalFlag } from './checks.js';
+import { checkOptions, optionalFlag } from './checks.js';
 
 export interface KeyFromPersistenceOptions {
   /**
@@ -21,15 +21,7 @@ export interface KeyFromPersistenceOptions {
  * undecryptable (the plugin then keeps them aside instead of destroying them, but users sign in again).
  */
 export async function keyFromPersistence(persistence: Persistence, options: KeyFromPersistenceOptions = {}): Promise<Buffer> {
-  const cachePath: unknown = persistence?.cachePath;
-  // Its lock is taken next to cachePath: a relative one would put it in the working directory.
-  if (typeof persistence?.load !== 'function' || typeof persistence?.save !== 'function' ||
-    typeof cachePath !== 'string' || !(posixPath.isAbsolute(cachePath) || win32Path.isAbsolute(cachePath))) {
-    throw new KeychainCacheError('INVALID_OPTION', 'keyFromPersistence needs a persistence from createPersistence({ cachePath, ... }) ' +
-      `(load, save and an absolute cachePath); got ${typeof persistence !== 'object' || persistence === null ? describeType(persistence)
-        : typeof persistence.load !== 'function' || typeof persistence.save !== 'function' ? 'an object without load and save'
-          : 'one whose cachePath is not an absolute path'}.`);
-  }
+  checkPersistence(persistence, 'keyFromPersistence');
   checkOptions(options, 'keyFromPersistence', ['allowUnencrypted'], '{ allowUnencrypted }, or leave it out');
   const allowUnencrypted = optionalFlag(options.allowUnencrypted, 'allowUnencrypted', false);
   if (!persistence.encrypted && !allowUnencrypted) {
