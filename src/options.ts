@@ -157,6 +157,23 @@ function optionalPositive(value: unknown, name: string): number | undefined {
   return value;
 }
 
+/**
+ * The checks every path option gets (cachePath; the file store's directory): no NUL, no '~' (Node does not expand
+ * it), absolute on `platform`. `fix` says what to use instead of a '~' path and of a relative one; INVALID_OPTION.
+ */
+export function checkAbsolutePath(value: string, name: string, platform: NodeJS.Platform, perDirectory: string,
+  fix: { home: string; absolute: string }): void {
+  if (value.includes('\0')) throw invalid(`${name} contains a NUL character, which no file system allows in a path. Check how the path is built.`);
+  if (/^~($|[\\/])/.test(value)) {
+    throw invalid(`${name} '${value}' starts with '~', which Node does not expand: it would create a folder named '~' in the ` +
+      `working directory. ${fix.home}`);
+  }
+  if (!(platform === 'win32' ? win32Path.isAbsolute(value) : posixPath.isAbsolute(value))) {
+    throw invalid(`${name} '${value}' is relative, so every working directory would get ${perDirectory}. ${fix.absolute} ` +
+      `(e.g. ${platform === 'win32' ? 'path.resolve(...)' : `'${resolve(value)}'`}).`);
+  }
+}
+
 /** Validates once and returns a new object; the caller's object is never modified. */
 export function resolvePersistenceOptions(options: PersistenceOptions, allowedKeys = persistenceKeys): ResolvedPersistenceOptions {
   if (typeof options !== 'object' || options === null) throw invalid('Options must be an object with at least cachePath.');
@@ -166,22 +183,14 @@ export function resolvePersistenceOptions(options: PersistenceOptions, allowedKe
       '(per-user, e.g. /home/me/.cache/my-app/msal-cache.json) or another absolute path.');
   }
   const platform = options.platform ?? process.platform;
-  if (options.cachePath.includes('\0')) {
-    throw invalid('cachePath contains a NUL character, which no file system allows in a path. Check how the path is built.');
-  }
+  checkAbsolutePath(options.cachePath, 'cachePath', platform, 'its own cache', {
+    home: "Use defaultCachePath('my-app'), or join(os.homedir(), ...) for a path of your own.",
+    absolute: "Use defaultCachePath('my-app') or an absolute path",
+  });
   const lastComponent = options.cachePath.split(platform === 'win32' ? /[\\/]/ : /\//).pop()!;
   if (lastComponent === '' || lastComponent === '.' || lastComponent === '..') {
     throw invalid(`cachePath '${options.cachePath}' names a directory (it ends with '${lastComponent || options.cachePath.slice(-1)}'): ` +
       "it must be the cache file itself, e.g. path.join(directory, 'msal-cache.json'), or defaultCachePath('my-app').");
-  }
-  const absolute = platform === 'win32' ? win32Path.isAbsolute(options.cachePath) : posixPath.isAbsolute(options.cachePath);
-  if (/^~($|[\\/])/.test(options.cachePath)) {
-    throw invalid(`cachePath '${options.cachePath}' starts with '~', which Node does not expand: it would create a folder named ` +
-      "'~' in the working directory. Use defaultCachePath('my-app'), or join(os.homedir(), ...) for a path of your own.");
-  }
-  if (!absolute) {
-    throw invalid(`cachePath '${options.cachePath}' is relative, so every working directory would get its own cache. Use ` +
-      `defaultCachePath('my-app') or an absolute path (e.g. ${platform === 'win32' ? 'path.resolve(...)' : `'${resolve(options.cachePath)}'`}).`);
   }
   if (options.backend !== undefined && !backendKinds.includes(options.backend)) {
     throw invalid(`backend must be one of ${backendKinds.join(', ')}; got '${String(options.backend)}'.`);

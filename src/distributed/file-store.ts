@@ -2,10 +2,11 @@
 // under a per-partition lockfile, so several processes of one machine can share it with no server.
 import { createHash } from 'node:crypto';
 import { constants as fsConstants, promises as fs, Stats } from 'node:fs';
-import { dirname, join, posix as posixPath, resolve, win32 as win32Path } from 'node:path';
+import { dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode, withTypedErrors } from '../errors.js';
 import { acquireFileLock } from '../file-lock.js';
 import { assertSafeDirectory, directoryMode, explainDirectoryFailure, fileMode, randomHex, readBytesIfExists, writeFileAtomic } from '../files.js';
+import { checkAbsolutePath } from '../options.js';
 import { checkOptions, defaultTombstoneTtlMs, got, optionalDuration } from './checks.js';
 import type { PartitionStore, VersionedBlob } from './store.js';
 
@@ -31,17 +32,10 @@ function checkDirectory(value: unknown, platform: NodeJS.Platform): string {
     throw new KeychainCacheError('INVALID_OPTION', 'createFileStore needs { directory }: the absolute path of a folder only this service ' +
       `account can read, e.g. ${directoryExample}; got ${got(value)}.`);
   }
-  if (value.includes('\0')) {
-    throw new KeychainCacheError('INVALID_OPTION', 'directory contains a NUL character, which no file system allows in a path. Check how the path is built.');
-  }
-  if (/^~($|[\\/])/.test(value)) {
-    throw new KeychainCacheError('INVALID_OPTION', `directory '${value}' starts with '~', which Node does not expand: it would create a folder ` +
-      `named '~' in the working directory. Use an absolute path, e.g. path.join(os.homedir(), ${JSON.stringify(value.replace(/^~[\\/]*/, '') || 'token-caches')}).`);
-  }
-  if (!(platform === 'win32' ? win32Path.isAbsolute(value) : posixPath.isAbsolute(value))) {
-    throw new KeychainCacheError('INVALID_OPTION', `directory '${value}' is relative, so every working directory would get a store of its own. ` +
-      `Use an absolute path (e.g. ${platform === 'win32' ? 'path.resolve(...)' : `'${resolve(value)}'`}), such as ${directoryExample}.`);
-  }
+  checkAbsolutePath(value, 'directory', platform, 'a store of its own', {
+    home: `Use an absolute path, e.g. path.join(os.homedir(), ${JSON.stringify(value.replace(/^~[\\/]*/, '') || 'token-caches')}).`,
+    absolute: 'Use an absolute path',
+  });
   return value;
 }
 
