@@ -66,8 +66,9 @@ function assertOwned(path: string, stats: Stats, what: string): void {
     `or give it to the user running this app (chown ${uid} ${JSON.stringify(path)}).`);
 }
 
-// The checks at creation and before each load are synchronous: one lstat, mkdir or access is a few microseconds,
-// where a trip through libuv's thread pool costs tens to hundreds (most of a CLI's start-up, issue 13).
+// The path checks (lstat, mkdir, access) are synchronous: on a local disk each is a few microseconds, where a trip
+// through libuv's thread pool costs tens to hundreds (most of a CLI's start-up, issue 13); a network file system
+// answers them from its attribute cache. Reading a file's content stays asynchronous (readBytesIfExists).
 
 /**
  * A directory that holds a cache must be ours and writable only by us: whoever else can write in it can
@@ -306,26 +307,28 @@ export async function readBytesIfExists(path: string): Promise<Buffer | null> {
     throw describeFileError(error, 'inspect the cache directory', directory);
   }
   assertSafeDirectoryStats(directory, directoryStats);
-  let fd;
+  // Asynchronous, unlike the checks: it runs at every reload and every file-store request, and an open or read on a
+  // network file system (NFS, SMB) can take the server's time, which must not stop the event loop.
+  let handle;
   try {
-    fd = openSync(path, fsConstants.O_RDONLY | noFollow | noBlock);
+    handle = await fs.open(path, fsConstants.O_RDONLY | noFollow | noBlock);
   } catch (error) {
     if (systemErrorCode(error) === 'ENOENT') return null;
     throw describeFileError(error, 'read', path);
   }
   try {
-    const stats = fstatSync(fd);
+    const stats = await handle.stat();
     if (!stats.isFile()) {
       throw new KeychainCacheError('UNSAFE_PATH', `Refusing to read ${path}: it is not a regular file. ` +
         'Remove it (the cache is written again at the next sign-in) or choose another cachePath.');
     }
     assertOwned(path, stats, 'the cache file');
-    return readFileSync(fd);
+    return await handle.readFile();
   } catch (error) {
     throw describeFileError(error, 'read', path);
   } finally {
     // The bytes are read; a failing close (EIO) changes nothing about them.
-    try { closeSync(fd); } catch { /* nothing to undo */ }
+    await handle.close().catch(() => undefined);
   }
 }
 

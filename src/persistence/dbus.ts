@@ -583,15 +583,16 @@ export class DBusConnection {
 
 const sessionConnections = new Map<string, Promise<DBusConnection>>();
 
-/**
- * The session bus connection of this thread for `env`, opened on first use and shared after; a dropped
- * connection is replaced on the next call. Throws DBusUnreachableError when no bus answers.
- */
 /** Whether this thread has (or is opening) a session bus connection for `env`. */
 export function hasSessionBus(env: NodeJS.ProcessEnv): boolean {
   const { sockets, described } = sessionBusSockets(env);
   return sessionConnections.has(sockets.join(';') || described);
 }
+
+/**
+ * The session bus connection of this thread for `env`, opened on first use and shared after; a dropped
+ * connection is replaced on the next call. Throws DBusUnreachableError when no bus answers.
+ */
 
 export function sessionBus(env: NodeJS.ProcessEnv, timeoutMs = 25_000): Promise<DBusConnection> {
   const { sockets, described } = sessionBusSockets(env);
