@@ -130,17 +130,25 @@ export function startFixture(name: string, args: unknown, options: { env?: NodeJ
   const done = new Promise<ChildResult>((resolve) => {
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
-  /** Resolves when the child has printed a line starting with `prefix`. */
-  const waitFor = (prefix: string) => new Promise<string>((resolve, reject) => {
+  const ended = done.then((r) => `child exited (${r.code ?? r.signal})${r.stderr ? `: ${r.stderr}` : ''}`);
+  const waitFor = (prefix: string) => waitForLine(child.stdout, () => stdout, ended, prefix);
+  return { child, done, waitFor, get stdout() { return stdout; } };
+}
+
+/**
+ * Resolves with the first line of `output()` (what `stream` has printed so far) that starts with `prefix`, as soon as
+ * it is there; rejects when `ended` (how the printer ended) comes first. For child processes and worker threads.
+ */
+export function waitForLine(stream: NodeJS.ReadableStream, output: () => string, ended: Promise<string>, prefix: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
     const check = () => {
-      const line = stdout.split('\n').find((l) => l.startsWith(prefix));
-      if (line !== undefined) { child.stdout.off('data', check); resolve(line); }
+      const line = output().split('\n').find((l) => l.startsWith(prefix));
+      if (line !== undefined) { stream.off('data', check); resolve(line); }
     };
-    child.stdout.on('data', check);
-    void done.then((r) => reject(new Error(`child exited (${r.code ?? r.signal}) before printing '${prefix}': ${r.stderr}`)));
+    stream.on('data', check);
+    void ended.then((how) => reject(new Error(`${how} before printing '${prefix}'`)));
     check();
   });
-  return { child, done, waitFor, get stdout() { return stdout; } };
 }
 
 /** A web app's confidential client for one request, its cache in one partition of `store`. */

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { createCachePlugin, createPersistence, type Persistence } from '../src/index.js';
 import { testAuthority } from '../src/token-endpoint.js';
-import { backends, clientId, createTokenEndpoint, findAccount, forChild, isLinux, newClient, repoRoot, scopes, signIn, startFixture, storeOptions } from './helpers.js';
+import { backends, clientId, createTokenEndpoint, findAccount, forChild, isLinux, newClient, repoRoot, scopes, signIn, startFixture, storeOptions, waitForLine } from './helpers.js';
 
 const workerFixture = join(repoRoot, 'test', 'fixtures', 'worker.mjs');
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -28,15 +28,8 @@ function startWriter(kind: 'process' | 'thread', options: Parameters<typeof forC
   worker.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
   worker.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
   const done = new Promise<number>((resolve) => worker.on('exit', resolve));
-  const waitFor = (prefix: string) => new Promise<string>((resolve, reject) => {
-    const check = () => {
-      const line = stdout.split('\n').find((l) => l.startsWith(prefix));
-      if (line !== undefined) { worker.stdout.off('data', check); resolve(line); }
-    };
-    worker.stdout.on('data', check);
-    void done.then((code) => reject(new Error(`worker exited (${code}) before printing '${prefix}': ${stderr}`)));
-    check();
-  });
+  const ended = done.then((code) => `worker exited (${code}): ${stderr}`);
+  const waitFor = (prefix: string) => waitForLine(worker.stdout, () => stdout, ended, prefix);
   return { done, waitFor, send: (line: string) => worker.stdin!.write(`${line}\n`), end: () => worker.stdin!.end() };
 }
 
