@@ -279,6 +279,18 @@ describe('D-Bus marshalling', () => {
     expect(unmarshal('su', body, false)).toEqual(['abc', 0x01020304]);
   });
 
+  it('writes the exact bytes of the specification: padding, little-endian numbers with the top bit set, UTF-8 lengths', () => {
+    const long = 'x'.repeat(70_000);
+    const body = marshal('yusgs', [0xab, 0xdeadbeef, 'é', 'a{sv}', long]);
+    const expected = Buffer.concat([
+      Buffer.from([0xab, 0, 0, 0, 0xef, 0xbe, 0xad, 0xde, 2, 0, 0, 0, 0xc3, 0xa9, 0, 5]),
+      Buffer.from('a{sv}\0', 'latin1'), Buffer.from([0, 0]), Buffer.from([0x70, 0x11, 0x01, 0x00]), Buffer.from(`${long}\0`, 'latin1'),
+    ]);
+    expect(body.equals(expected)).toBe(true);
+    expect(unmarshal('yusgs', body)).toEqual([0xab, 0xdeadbeef, 'é', 'a{sv}', long]);
+    expect(unmarshal('u', Buffer.from([0xff, 0xff, 0xff, 0xfe]), false)).toEqual([0xfffffffe]);
+  });
+
   it('refuses malformed signatures and strings it cannot send', () => {
     expect(() => marshal('a{sv', [])).toThrow(TypeError);
     expect(() => marshal('a{vs}x(', [])).toThrow(TypeError);

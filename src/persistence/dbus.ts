@@ -91,16 +91,20 @@ class Writer {
     this.buffer = bigger;
   }
 
+  // Bytes are stored by index, not with Buffer's writeUInt*: a CLI encodes a handful of messages per start, and
+  // those methods' argument checks are code a fresh process runs for the first time (0.6 ms of its start).
   align(to: number): void {
     const pad = (to - (this.length % to)) % to;
     this.room(pad);
-    this.buffer.fill(0, this.length, this.length + pad);
-    this.length += pad;
+    for (let end = this.length + pad; this.length < end;) this.buffer[this.length++] = 0;
   }
 
-  byte(value: number): void { this.room(1); this.buffer.writeUInt8(value, this.length); this.length += 1; }
-  u32(value: number): void { this.align(4); this.room(4); this.buffer.writeUInt32LE(value, this.length); this.length += 4; }
-  setU32(at: number, value: number): void { this.buffer.writeUInt32LE(value, at); }
+  byte(value: number): void { this.room(1); this.buffer[this.length++] = value & 0xff; }
+  u32(value: number): void { this.align(4); this.room(4); this.setU32(this.length, value); this.length += 4; }
+  setU32(at: number, value: number): void {
+    const b = this.buffer;
+    b[at] = value & 0xff; b[at + 1] = (value >>> 8) & 0xff; b[at + 2] = (value >>> 16) & 0xff; b[at + 3] = value >>> 24;
+  }
 
   bytes(value: Uint8Array): void {
     this.room(value.length);
@@ -109,12 +113,14 @@ class Writer {
   }
 
   string(value: string, lengthBytes: 1 | 4): void {
-    const encoded = Buffer.from(value, 'utf8');
-    if (encoded.includes(0)) throw new TypeError('D-Bus strings cannot contain NUL');
-    if (lengthBytes === 1) this.byte(encoded.length);
-    else this.u32(encoded.length);
-    this.bytes(encoded);
-    this.byte(0);
+    // A NUL character is exactly a 0 byte in UTF-8, so the text itself can be checked.
+    if (value.includes('\0')) throw new TypeError('D-Bus strings cannot contain NUL');
+    const size = Buffer.byteLength(value, 'utf8');
+    if (lengthBytes === 1) this.byte(size);
+    else this.u32(size);
+    this.room(size + 1);
+    this.length += this.buffer.write(value, this.length, size, 'utf8');
+    this.buffer[this.length++] = 0;
   }
 
   value(node: TypeNode, value: unknown): void {
@@ -177,6 +183,12 @@ class Writer {
 // ---------------------------------------------------------------------------------------------------------
 // Reading (either byte order, as the sender chose)
 
+/** The unsigned 32-bit number at `at` (read by index, as Writer writes: see there). */
+function u32At(b: Buffer, at: number, little: boolean): number {
+  return little ? (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x100_0000
+    : (b[at + 3]! | (b[at + 2]! << 8) | (b[at + 1]! << 16)) + b[at]! * 0x100_0000;
+}
+
 class Reader {
   at: number;
 
@@ -192,7 +204,7 @@ class Reader {
   byte(): number { this.need(1); return this.buffer[this.at++]!; }
   u32(): number {
     this.align(4); this.need(4);
-    const value = this.little ? this.buffer.readUInt32LE(this.at) : this.buffer.readUInt32BE(this.at);
+    const value = u32At(this.buffer, this.at, this.little);
     this.at += 4;
     return value;
   }
@@ -318,8 +330,8 @@ function messageLength(buffer: Buffer): number {
   if (buffer.length < 16) return 0;
   const little = buffer[0] === 0x6c;
   if (!little && buffer[0] !== 0x42) throw new DBusError('org.freedesktop.DBus.Error.InvalidArgs', 'The bus sent a message with an unknown byte order');
-  const bodyLength = little ? buffer.readUInt32LE(4) : buffer.readUInt32BE(4);
-  const fieldsLength = little ? buffer.readUInt32LE(12) : buffer.readUInt32BE(12);
+  const bodyLength = u32At(buffer, 4, little);
+  const fieldsLength = u32At(buffer, 12, little);
   const headerEnd = 16 + fieldsLength;
   const total = headerEnd + ((8 - (headerEnd % 8)) % 8) + bodyLength;
   if (total > 134_217_728) throw new DBusError('org.freedesktop.DBus.Error.LimitsExceeded', 'The bus sent a message larger than 128 MiB');
@@ -453,20 +465,24 @@ export class DBusConnection {
     const socket = netConnect({ path: socketPath });
     const timer = setTimeout(() => socket.destroy(new DBusError('org.freedesktop.DBus.Error.Timeout',
       `No D-Bus handshake within ${timeoutMs} ms`)), timeoutMs);
+    const connected = new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    connected.catch(() => undefined);
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once('connect', resolve);
-        socket.once('error', reject);
-      });
       const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
       // One write for the whole handshake, as sd-bus does: AUTH, then BEGIN, then our Hello call. A bus that
       // accepts EXTERNAL answers OK and reads on; one that refuses answers REJECTED and then drops the
-      // connection when BEGIN arrives, which is reported below as what it is.
+      // connection when BEGIN arrives, which is reported below as what it is. Written before the socket has
+      // connected (the socket holds it until then), so that it leaves in the same callback as the connect.
       const connection = new DBusConnection(socket, true);
       const hello = connection.call({
         destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'Hello', timeoutMs,
       }, `\0AUTH EXTERNAL ${Buffer.from(String(uid), 'ascii').toString('hex')}\r\nBEGIN\r\n`);
       hello.catch(() => undefined);
+      // A socket that cannot connect throws its own error (ENOENT, ECONNREFUSED), as before any byte was sent.
+      await connected;
       const line = await connection.authenticated;
       if (!line.startsWith('OK ')) {
         throw new DBusError('org.freedesktop.DBus.Error.AuthFailed', `The bus refused EXTERNAL authentication for uid ${uid}: ${line.slice(0, 200)}`);
@@ -506,7 +522,7 @@ export class DBusConnection {
       this.#pending.set(serial, { resolve, reject, timer });
       // Idle, the connection must not keep the process alive; with a call in flight it must.
       this.#socket.ref();
-      this.#socket.write(preamble === undefined ? bytes : Buffer.concat([Buffer.from(preamble, 'latin1'), bytes]));
+      this.#send(preamble === undefined ? bytes : Buffer.concat([Buffer.from(preamble, 'latin1'), bytes]));
     }).then((reply) => {
       if (reply.type === MessageType.Error) {
         const text = typeof reply.body[0] === 'string' ? reply.body[0] : '';
@@ -514,6 +530,25 @@ export class DBusConnection {
       }
       return reply.body;
     });
+  }
+
+  #corked = false;
+
+  /**
+   * Messages sent in one go (a search beside a session, a call beside its AddMatch) leave in one write, at the end
+   * of the current tick: each write to the bus socket is a system call and a wake-up of the bus daemon (~0.25 ms of a
+   * CLI's start on a small VM). Order is kept, so the bus still sees the calls in the order they were made.
+   */
+  #send(bytes: Buffer): void {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.#socket.uncork();
+      });
+    }
+    this.#socket.write(bytes);
   }
 
   /** Listens to every signal this connection receives (subscribe with AddMatch); returns the unsubscriber. */

@@ -88,10 +88,14 @@ export class SecretServiceClient {
 
   constructor(options: SecretServiceOptions) {
     this.#options = options;
-    if (!options.plainOnly && !hasSessionBus(options.env)) {
+    if (hasSessionBus(options.env)) return;
+    if (!options.plainOnly) {
       this.#firstKeyPair = generateKeyPair();
       this.#firstKeyPair.catch(() => undefined);
     }
+    // Connecting from creation on too: the bus daemon answers the handshake while the caller checks its files.
+    // A failure is met again, and reported, by the first call (a failed connection is not kept).
+    this.#bus().catch(() => undefined);
   }
 
   #bus(): Promise<DBusConnection> {
