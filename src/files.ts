@@ -369,8 +369,9 @@ export async function fileStamp(path: string): Promise<string> {
   return token;
 }
 
-// Markers hold `{"version":"<32 hex>"}`; anything longer is cut here (the stat still covers it).
-const markerReadBytes = 128;
+// Markers hold `{"version":"<32 hex>"}` and, from a Secret Service, the item's object path (~150 bytes with
+// KeePassXC's); anything longer is cut here (the stat still covers it).
+const markerReadBytes = 512;
 const markerBuffer = Buffer.alloc(markerReadBytes);
 
 // Longer than one timestamp tick: a file system whose times carry fractions of a second stamps to the kernel's
@@ -387,9 +388,9 @@ const coarseSettleMs = 3_000;
  * replaced (or rewritten) after our last read gets a ctime at or after that read (less one tick of the kernel's
  * coarse clock), which no one can set back; so once the ctime we saw is older than our last read by more than a
  * timestamp tick, an equal stat is the same version and the content read is skipped (one lstat, as for the file
- * backends; the read costs ~30 us of a silent call). Synchronous, like fileStamp.
+ * backends; the read costs ~30 us of a silent call). Synchronous, like fileStamp. `onRead` gets each content read.
  */
-export function markerStamper(path: string): () => string {
+export function markerStamper(path: string, onRead?: (content: string) => void): () => string {
   let lastStats: Stats | undefined;
   let lastToken = '';
   let lastReadAt = 0;
@@ -403,6 +404,7 @@ export function markerStamper(path: string): () => string {
     }
     if (stats === undefined) {
       lastStats = undefined;
+      onRead?.('');
       return 'absent';
     }
     const settleMs = stats.ctimeMs % 1000 === 0 ? coarseSettleMs : fineSettleMs;
@@ -413,7 +415,10 @@ export function markerStamper(path: string): () => string {
       fd = openSync(path, fsConstants.O_RDONLY | noFollow | noBlock);
     } catch (error) {
       lastStats = undefined;
-      if (systemErrorCode(error) === 'ENOENT') return 'absent';
+      if (systemErrorCode(error) === 'ENOENT') {
+        onRead?.('');
+        return 'absent';
+      }
       throw describeFileError(error, 'inspect', path);
     }
     try {
@@ -424,8 +429,10 @@ export function markerStamper(path: string): () => string {
           'Remove it (it is written again at the next save) or choose another cachePath.');
       }
       const length = readSync(fd, markerBuffer, 0, markerReadBytes, 0);
+      const content = markerBuffer.toString('latin1', 0, length);
       lastStats = opened;
-      lastToken = `${opened.ino}:${opened.size}:${opened.mtimeMs}:${opened.ctimeMs}:${markerBuffer.toString('latin1', 0, length)}`;
+      lastToken = `${opened.ino}:${opened.size}:${opened.mtimeMs}:${opened.ctimeMs}:${content}`;
+      onRead?.(content);
       lastReadAt = readAt;
       return lastToken;
     } catch (error) {

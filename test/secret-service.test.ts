@@ -3,7 +3,8 @@
 // items, each reads and replaces the other's, and every failure is bounded and typed.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createPersistence, isKeychainCacheError } from '../src/index.js';
@@ -150,6 +151,38 @@ describe.runIf(isLinux)('one connection and one session per thread [linux only]'
     } finally {
       await keyring.stop();
     }
+  });
+});
+
+describe.runIf(isLinux)('the item named in the change marker [linux only]', () => {
+  // That a new process reads through it, with no search: test/verify-by-load.test.ts (counted with dbus-monitor).
+  it('a marker naming the item of another account (a restarted gnome-keyring reuses numbers), a deleted one or a malformed path: the read finds this cache, the other is untouched', async () => {
+    const options = await storeOptions('libsecret');
+    const other = { ...options, cachePath: join(dirname(options.cachePath!), 'other.json'), accountName: 'Other' };
+    const ours = await createPersistence(options);
+    await ours.save('{"who":"ours"}');
+    const theirs = await createPersistence(other);
+    await theirs.save('{"who":"theirs"}');
+    const theirItem = (JSON.parse(await readFile(other.cachePath, 'utf8')) as { item: string }).item;
+    const ourItem = (JSON.parse(await readFile(options.cachePath!, 'utf8')) as { item: string }).item;
+    expect(theirItem).not.toBe(ourItem);
+    const client = new SecretServiceClient({ env: process.env, promptTimeoutMs: 10_000 });
+    expect(ourItem).toBe(await onlyItem(client, options.serviceName!, 'MSALCache'));
+    const hints = [theirItem, `${ourItem}9999`, '/org/freedesktop/secrets/collection/nothing/1', 'not a path', '/a//b', '/a/',
+      `/${'x'.repeat(300)}`, 7, null];
+    for (const item of hints) {
+      await writeFile(options.cachePath!, JSON.stringify({ version: randomBytes(16).toString('hex'), item }));
+      expect(await (await createPersistence(options)).load(), `hint ${String(item)}`).toBe('{"who":"ours"}');
+    }
+    await writeFile(options.cachePath!, 'not json at all');
+    expect(await (await createPersistence(options)).load()).toBe('{"who":"ours"}');
+    expect(await (await createPersistence(other)).load()).toBe('{"who":"theirs"}');
+    // The next save names the right item again.
+    const again = await createPersistence(options);
+    await again.save('{"who":"ours","n":2}');
+    expect((JSON.parse(await readFile(options.cachePath!, 'utf8')) as { item: string }).item).toBe(ourItem);
+    await again.delete();
+    await theirs.delete();
   });
 });
 

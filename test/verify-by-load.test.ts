@@ -181,9 +181,28 @@ describe.runIf(isLinux)('verify by load: libsecret (Secret Service)', () => {
     });
     expect(calls.get('CreateItem') ?? 0).toBe(0);
     expect(calls.get('Delete') ?? 0).toBe(0);
-    // One lookup of the item and one read of its secret, for creation and the first read together.
-    expect(calls.get('SearchItems') ?? 0).toBe(1);
+    // One read of the secret, for creation and the first read together; no search and no lock check: the change
+    // marker names the item (checked by its attributes, read beside the secret), as the last save left it.
     expect(calls.get('GetSecret') ?? 0).toBe(1);
+    expect(calls.get('SearchItems') ?? 0).toBe(0);
+    expect(calls.get('ReadAlias') ?? 0).toBe(0);
+    expect(calls.get('Get') ?? 0).toBe(2);
+  });
+
+  it('a marker that names no item (msal-node-extensions writes "{}", earlier versions a version only): one search, one read', async () => {
+    const options = await storeOptions('libsecret');
+    const endpoint = createTokenEndpoint();
+    const { client } = await newClient(options, endpoint);
+    await signIn(client, 'stored');
+    for (const marker of ['{}', `{"version":"${'ab'.repeat(16)}"}`]) {
+      await writeFile(options.cachePath, marker);
+      const calls = await secretServiceCallsDuring(options.serviceName!, async () => {
+        const reader = (await newClient(options, endpoint)).client;
+        expect(await reader.getTokenCache().getAllAccounts()).toHaveLength(1);
+      });
+      expect(calls.get('SearchItems') ?? 0).toBe(1);
+      expect(calls.get('GetSecret') ?? 0).toBe(1);
+    }
   });
 
   it('an empty store still gets the throwaway round trip (one item created and deleted)', async () => {

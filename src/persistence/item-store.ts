@@ -8,10 +8,13 @@ import type { Persistence } from './types.js';
 
 /** One secret per (service, account), the item layout keytar uses on every platform. */
 export interface SecretItems {
-  /** The secret, or null when no item exists. A locked item throws; it is never reported as missing. */
-  get(service: string, account: string): Promise<string | null>;
-  /** Creates the item, or replaces its secret. */
-  set(service: string, account: string, secret: string): Promise<void>;
+  /**
+   * The secret, or null when no item exists. A locked item throws; it is never reported as missing. `where` is what
+   * an earlier `set` returned, perhaps in another process: a hint the store checks, never trusts.
+   */
+  get(service: string, account: string, where?: string): Promise<string | null>;
+  /** Creates the item, or replaces its secret; where the item is, when the store can say (a Secret Service object path). */
+  set(service: string, account: string, secret: string): Promise<string | void>;
   /** False when there was no item. */
   delete(service: string, account: string): Promise<boolean>;
 }
@@ -51,11 +54,14 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
     }
   };
 
-  const stamp = markerStamper(cachePath);
-  const touchMarker = () =>
+  // Where the cache's item is, as the marker last read says: a process's first load then asks the store for that item
+  // (it checks the item is still ours) instead of searching for it (issue 13: two round trips of a CLI's start).
+  let itemHint: string | undefined;
+  const stamp = markerStamper(cachePath, (content) => { itemHint = markerItem(content); });
+  const touchMarker = (item?: string | void) =>
     // Our own version string in the marker; msal-node-extensions only looks at its mtime. Not fsynced:
     // the marker carries no data, and after a power loss any marker just means "reload".
-    writeFileAtomic(cachePath, `{"version":"${randomHex(16)}"}`, { platform, durable: false });
+    writeFileAtomic(cachePath, JSON.stringify({ version: randomHex(16), ...(item ? { item } : {}) }), { platform, durable: false });
 
   const probeWritable = async (): Promise<void> => {
     const account = `msal-keychain-cache-verify-${process.pid}-${randomHex(4)}`;
@@ -81,7 +87,7 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
   const load = async (): Promise<string | null> => {
     // The directory holds the marker and the lockfile: checked at every load, as the file backends check theirs.
     await assertSafeDirectory(dirname(cachePath), { allowMissing: true });
-    return call('read the', () => items.get(serviceName, accountName));
+    return call('read the', () => items.get(serviceName, accountName, itemHint));
   };
 
   return {
@@ -93,8 +99,8 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
     save: async (contents, saveOptions) => {
       // The keychain write is the commit: the marker only announces it.
       await saveOptions?.beforeCommit?.();
-      await call('write the', () => items.set(serviceName, accountName, contents));
-      await touchMarker();
+      const item = await call('write the', () => items.set(serviceName, accountName, contents));
+      await touchMarker(item);
     },
     delete: async () => {
       const deleted = await call('delete the', () => items.delete(serviceName, accountName));
@@ -117,4 +123,14 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
     verify: probeWritable,
     ...(options.describeStore ? { describeStore: options.describeStore } : {}),
   };
+}
+
+/** The item named in a marker's content, if it names one (a marker another program wrote may hold anything). */
+function markerItem(content: string): string | undefined {
+  try {
+    const item = (JSON.parse(content) as { item?: unknown } | null)?.item;
+    return typeof item === 'string' && item.length <= 400 ? item : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -34,8 +34,8 @@ export function keytarItem(service: string, account: string) {
 /** The Secret Service through our own D-Bus client: no native module, nothing loaded until this backend is chosen. */
 export function secretServiceItems(client: SecretServiceClient): SecretItems {
   return {
-    get: async (service, account) => {
-      const found = await client.lookup(keytarItem(service, account).attributes);
+    get: async (service, account, where) => {
+      const found = await client.lookup(keytarItem(service, account).attributes, where);
       // libsecret hands keytar a NUL-terminated string: the text up to any NUL, as UTF-8.
       if (!found) return null;
       const nul = found.value.indexOf(0);
@@ -43,7 +43,7 @@ export function secretServiceItems(client: SecretServiceClient): SecretItems {
     },
     set: async (service, account, secret) => {
       const { label, attributes, contentType } = keytarItem(service, account);
-      await client.store(label, attributes, Buffer.from(secret, 'utf8'), contentType);
+      return client.store(label, attributes, Buffer.from(secret, 'utf8'), contentType);
     },
     delete: (service, account) => client.delete(keytarItem(service, account).attributes),
   };
