@@ -23,7 +23,6 @@
 // waiters that both saw the same stale lock cannot delete each other's fresh lock.
 import { type BigIntStats, constants as fsConstants, type FSWatcher, promises as fs, readFileSync, readlinkSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { hostname } from 'node:os';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
 import { describeFileError, fileMode, randomHex, renameWithRetry, sleep, unlinkWithRetry, withDirectoryRecreated } from './files.js';
 import type { Logger } from './logger.js';
@@ -64,7 +63,12 @@ export interface LockHolder {
   thread: string | undefined;
 }
 
-const ourHost = hostname();
+// Loaded when a lock is first taken or inspected: msal-node does not load node:os, and a CLI that only reads would
+// pay ~0.3 ms of its start for it.
+let hostName: string | undefined;
+async function ourHost(): Promise<string> {
+  return hostName ??= (await import('node:os')).hostname();
+}
 // A freshly created lockfile is empty until its creator writes the pid (msal-node-extensions opens,
 // then writes); allow it this long before an empty or unreadable lockfile counts as abandoned.
 const unreadableGraceMs = 2_000;
@@ -240,7 +244,7 @@ async function tryCreate(lockPath: string, staleAfterMs: number, logger?: Logger
     throw describeFileError(error, 'create the cache lock', lockPath);
   }
   try {
-    await handle.writeFile(`${process.pid}\n${ourHost}\n${nonce}\n${me.bootId ?? ''}\n${me.pidNamespace ?? ''}\n${me.startTime ?? ''}\n${me.thread ?? ''}\n`);
+    await handle.writeFile(`${process.pid}\n${await ourHost()}\n${nonce}\n${me.bootId ?? ''}\n${me.pidNamespace ?? ''}\n${me.startTime ?? ''}\n${me.thread ?? ''}\n`);
     await handle.close();
   } catch (error) {
     // A lockfile without its owner would block everyone for the unreadable grace: remove it.
@@ -366,7 +370,7 @@ async function inspectLock(lockPath: string, staleAfterMs: number): Promise<Verd
     holder, identity: lockIdentity,
   });
   const me = identity();
-  if (holder.host !== undefined && holder.host !== ourHost) return byAge(` on ${holder.host}`);
+  if (holder.host !== undefined && holder.host !== await ourHost()) return byAge(` on ${holder.host}`);
   if (holder.bootId && me.bootId && holder.bootId !== me.bootId) return byAge(' on another machine or before a reboot');
   // A lockfile that does not say which PID namespace wrote it (msal-node-extensions writes the pid alone; so
   // did our own first version) may come from a container whose pids mean nothing here: a pid that is dead, or

@@ -1,7 +1,6 @@
 // Every file this package writes goes through here: atomic replace, 0600 files, 0700 directories we
 // create, and refusal of symlinked, foreign-owned or group/other-writable cache paths.
 import { accessSync, closeSync, constants as fsConstants, fstatSync, lstatSync, mkdirSync, promises as fs, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
-import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { KeychainCacheError, systemErrorCode } from './errors.js';
 
@@ -33,14 +32,18 @@ let privateGroup: number | null | undefined;
  * Our user private group, if we have one: our primary group, named like us, with no other member listed.
  * Debian, Ubuntu and Fedora give every user one and a umask of 002, so directories made by other tools
  * (msal-node-extensions, mkdir -p) are 0775: group-writable, yet by nobody but us. A group that is not
- * listed in /etc/group (LDAP, sssd) is not trusted. Read once per process; loads are not the hot path anyway.
+ * listed in /etc/group (LDAP, sssd) is not trusted, nor is a user not listed in /etc/passwd (our name is read there,
+ * not through node:os, which msal-node does not load and an import would pay for). Read once per process.
  */
 function ownPrivateGroup(): number | null {
   if (privateGroup !== undefined) return privateGroup;
   privateGroup = null;
   const gid = process.getegid?.();
   try {
-    const username = userInfo().username;
+    const uid = process.geteuid?.();
+    const username = readFileSync('/etc/passwd').toString('utf8').split('\n').map((line) => line.split(':'))
+      .find((fields) => /^\d+$/.test(fields[2] ?? '') && Number(fields[2]) === uid)?.[0];
+    if (username === undefined) return privateGroup;
     for (const line of readFileSync('/etc/group').toString('utf8').split('\n')) {
       const [name, , id, members = ''] = line.split(':');
       if (id === undefined || Number(id) !== gid) continue;
