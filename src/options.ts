@@ -62,7 +62,8 @@ const persistenceKeys = ['cachePath', 'serviceName', 'accountName', 'backend', '
   'platform', 'env'];
 const pluginKeys = [...persistenceKeys, 'lockOptions', 'persistence'];
 
-function invalid(message: string): KeychainCacheError {
+/** An INVALID_OPTION error (also the distributed entry's). */
+export function invalid(message: string): KeychainCacheError {
   return new KeychainCacheError('INVALID_OPTION', message);
 }
 

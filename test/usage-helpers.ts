@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { cp, mkdir, readdir, readFile, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { CachePluginOptions } from '../src/index.js';
-import { repoRoot, tempDir } from './helpers.js';
+import { repoRoot, tempDir, waitForLine } from './helpers.js';
 
 export interface UsageResult {
   done: string[];
@@ -55,15 +55,8 @@ export function startUsage(name: string, args: unknown, options: { pidNamespace?
       resolve({ code, signal, stdout, stderr, ...(line ? { result: JSON.parse(line.slice(7)) as UsageResult } : {}) });
     });
   });
-  const waitFor = (prefix: string) => new Promise<string>((resolve, reject) => {
-    const check = () => {
-      const line = stdout.split('\n').find((l) => l.startsWith(prefix));
-      if (line !== undefined) { child.stdout!.off('data', check); resolve(line); }
-    };
-    child.stdout!.on('data', check);
-    void done.then((r) => reject(new Error(`child exited (${r.code ?? r.signal}) before printing '${prefix}': ${r.stderr}`)));
-    check();
-  });
+  const ended = done.then((r) => `child exited (${r.code ?? r.signal}; stderr: ${r.stderr.trim()})`);
+  const waitFor = (prefix: string) => waitForLine(child.stdout!, () => stdout, ended, prefix);
   return { child, done, waitFor };
 }
 

@@ -1,16 +1,11 @@
 // Option checks shared by the distributed stores and plugin: a wrong value fails at creation with
 // INVALID_OPTION naming the option, what it got and what it takes, never later inside a request.
-import { KeychainCacheError } from '../errors.js';
-import { describeType, got } from '../options.js';
+import { describeType, got, invalid } from '../options.js';
 
 // One way to show a value in a message, on the main entry and here alike.
 export { describeType, got };
 
 const maxTimer = 2 ** 31 - 1; // setTimeout's limit; Redis and PostgreSQL take far more, a timer does not
-
-function invalid(message: string): KeychainCacheError {
-  return new KeychainCacheError('INVALID_OPTION', message);
-}
 
 /** The closest allowed name to a misspelt one (another case, or one or two letters off), if there is one. */
 function nearest(name: string, allowed: readonly string[]): string | undefined {
