@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -126,6 +127,30 @@ describe.runIf(isLinux)('our Secret Service client and keytar write the same ite
         .then(async (p) => { await p.save('{"a":1}'); console.log(await p.load()); await p.delete(); });`;
     const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
     expect(stdout.trim()).toBe('{"a":1}');
+  });
+});
+
+describe.runIf(isLinux)('the connection opened ahead of use [linux only]', () => {
+  it('a persistence made and never used does not keep the process alive, even on a bus that accepts and never answers', async () => {
+    const directory = await tempDir();
+    const socketPath = join(directory, 'silent-bus');
+    const held: Socket[] = [];
+    const silent = createServer((socket) => { held.push(socket); });
+    await new Promise<void>((resolve) => silent.listen(socketPath, resolve));
+    try {
+      const script = `
+        const { createPersistence } = require(${JSON.stringify(join(repoRoot, 'dist', 'cjs', 'index.js'))});
+        createPersistence({ cachePath: ${JSON.stringify(join(directory, 'c', 'marker.json'))}, backend: 'libsecret',
+          serviceName: 'unused', verify: false }).then(() => console.log('created'));`;
+      // The handshake's own timeout is 25 s: a process that waited for it would be killed here first.
+      const { stdout } = await promisify(execFile)(process.execPath, ['-e', script],
+        { encoding: 'utf8', timeout: 20_000, env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: `unix:path=${socketPath}` } });
+      expect(stdout.trim()).toBe('created');
+      expect(held.length).toBe(1);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
 
@@ -328,6 +353,7 @@ describe('D-Bus marshalling', () => {
     expect(() => marshal('a{sv', [])).toThrow(TypeError);
     expect(() => marshal('a{vs}x(', [])).toThrow(TypeError);
     expect(() => marshal('s', ['nul\u0000inside'])).toThrow(TypeError);
+    expect(() => marshal('g', ['y'.repeat(256)])).toThrow(TypeError);
   });
 });
 

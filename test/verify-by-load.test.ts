@@ -189,6 +189,25 @@ describe.runIf(isLinux)('verify by load: libsecret (Secret Service)', () => {
     expect(calls.get('Get') ?? 0).toBe(2);
   });
 
+  it('a marker that names another account\'s item: its attributes are read, never its secret; this cache is found by search', async () => {
+    const options = await storeOptions('libsecret');
+    const other = { ...options, cachePath: join(dirname(options.cachePath), 'other.json'), accountName: 'Other' };
+    const endpoint = createTokenEndpoint();
+    await signIn((await newClient(options, endpoint)).client, 'stored');
+    const theirs = await createPersistence(other);
+    await theirs.save('{"who":"theirs"}');
+    const theirItem = (JSON.parse(await readFile(other.cachePath, 'utf8')) as { item: string }).item;
+    await writeFile(options.cachePath, JSON.stringify({ version: 'ab'.repeat(16), item: theirItem }));
+    const calls = await secretServiceCallsDuring(options.serviceName!, async () => {
+      const reader = (await newClient(options, endpoint)).client;
+      expect(await reader.getTokenCache().getAllAccounts()).toHaveLength(1);
+    });
+    // One GetSecret: ours, after the search. The other item's secret never crossed the bus.
+    expect(calls.get('GetSecret') ?? 0).toBe(1);
+    expect(calls.get('SearchItems') ?? 0).toBe(1);
+    await theirs.delete();
+  });
+
   it('a marker that names no item (msal-node-extensions writes "{}", earlier versions a version only): one search, one read', async () => {
     const options = await storeOptions('libsecret');
     const endpoint = createTokenEndpoint();

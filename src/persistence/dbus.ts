@@ -116,6 +116,8 @@ class Writer {
     // A NUL character is exactly a 0 byte in UTF-8, so the text itself can be checked.
     if (value.includes('\0')) throw new TypeError('D-Bus strings cannot contain NUL');
     const size = Buffer.byteLength(value, 'utf8');
+    // A signature's length is one byte: a longer one would be a malformed message, for which a bus drops the client.
+    if (lengthBytes === 1 && size > 255) throw new TypeError('A D-Bus signature is at most 255 bytes');
     if (lengthBytes === 1) this.byte(size);
     else this.u32(size);
     this.room(size + 1);
@@ -449,8 +451,16 @@ export class DBusConnection {
   #authLine: ((line: string) => void) | undefined;
   #authFailed: ((error: Error) => void) | undefined;
 
-  private constructor(socket: Socket, authenticating: boolean) {
+  /**
+   * Opened ahead of use (a client connects from its creation on): until something calls through it, its socket and
+   * timers do not keep the process alive, so an app that never uses it (or a bus that never answers) does not wait.
+   */
+  #ahead: boolean;
+  #handshakeTimer: NodeJS.Timeout | undefined;
+
+  private constructor(socket: Socket, authenticating: boolean, ahead = false) {
     this.#socket = socket;
+    this.#ahead = ahead;
     this.authenticated = authenticating
       ? new Promise<string>((resolve, reject) => { this.#authLine = resolve; this.#authFailed = reject; })
       : Promise.resolve('OK');
@@ -460,11 +470,33 @@ export class DBusConnection {
     socket.on('close', () => this.#close(new DBusError('org.freedesktop.DBus.Error.Disconnected', 'The D-Bus connection was closed')));
   }
 
-  /** Connects, authenticates (EXTERNAL, our uid) and says Hello. */
-  static async open(socketPath: string, timeoutMs: number): Promise<DBusConnection> {
+  /**
+   * Connects, authenticates (EXTERNAL, our uid) and says Hello. With `ahead`, nothing of it keeps the process alive
+   * until `inUse` (which `sessionBus` calls for the first caller that waits for it).
+   */
+  static open(socketPath: string, timeoutMs: number, ahead = false): { opening: Promise<DBusConnection>; inUse(): void } {
     const socket = netConnect({ path: socketPath });
+    const connection = new DBusConnection(socket, true, ahead);
+    return { opening: DBusConnection.#handshake(connection, socket, timeoutMs), inUse: () => connection.#inUse() };
+  }
+
+  /** From now on this connection keeps the process alive while a call, the handshake included, is in flight. */
+  #inUse(): void {
+    if (!this.#ahead) return;
+    this.#ahead = false;
+    this.#handshakeTimer?.ref();
+    for (const { timer } of this.#pending.values()) timer.ref();
+    if (this.#pending.size > 0) this.#socket.ref();
+  }
+
+  static async #handshake(connection: DBusConnection, socket: Socket, timeoutMs: number): Promise<DBusConnection> {
     const timer = setTimeout(() => socket.destroy(new DBusError('org.freedesktop.DBus.Error.Timeout',
       `No D-Bus handshake within ${timeoutMs} ms`)), timeoutMs);
+    connection.#handshakeTimer = timer;
+    if (connection.#ahead) {
+      timer.unref();
+      socket.unref();
+    }
     const connected = new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
@@ -476,7 +508,6 @@ export class DBusConnection {
       // accepts EXTERNAL answers OK and reads on; one that refuses answers REJECTED and then drops the
       // connection when BEGIN arrives, which is reported below as what it is. Written before the socket has
       // connected (the socket holds it until then), so that it leaves in the same callback as the connect.
-      const connection = new DBusConnection(socket, true);
       const hello = connection.call({
         destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'Hello', timeoutMs,
       }, `\0AUTH EXTERNAL ${Buffer.from(String(uid), 'ascii').toString('hex')}\r\nBEGIN\r\n`);
@@ -489,12 +520,15 @@ export class DBusConnection {
       }
       const [name] = await hello;
       connection.uniqueName = String(name);
+      // Whoever gets the connection uses it: from here on a call in flight keeps the process alive.
+      connection.#inUse();
       return connection;
     } catch (error) {
       socket.destroy();
       throw error;
     } finally {
       clearTimeout(timer);
+      connection.#handshakeTimer = undefined;
     }
   }
 
@@ -520,8 +554,9 @@ export class DBusConnection {
           `${options.interface ?? ''}.${options.member} on ${options.path} got no answer within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#pending.set(serial, { resolve, reject, timer });
-      // Idle, the connection must not keep the process alive; with a call in flight it must.
-      this.#socket.ref();
+      // Idle, the connection must not keep the process alive; with a call in flight it must (once in use).
+      if (this.#ahead) timer.unref();
+      else this.#socket.ref();
       this.#send(preamble === undefined ? bytes : Buffer.concat([Buffer.from(preamble, 'latin1'), bytes]));
     }).then((reply) => {
       if (reply.type === MessageType.Error) {
@@ -616,7 +651,10 @@ export class DBusConnection {
   }
 }
 
-const sessionConnections = new Map<string, Promise<DBusConnection>>();
+/** A session bus connection being opened or open, and how to tell it that someone now waits for it. */
+interface SessionOpening { connection: Promise<DBusConnection>; inUse(): void }
+
+const sessionConnections = new Map<string, SessionOpening>();
 
 /** Whether this thread has (or is opening) a session bus connection for `env`. */
 export function hasSessionBus(env: NodeJS.ProcessEnv): boolean {
@@ -626,36 +664,44 @@ export function hasSessionBus(env: NodeJS.ProcessEnv): boolean {
 
 /**
  * The session bus connection of this thread for `env`, opened on first use and shared after; a dropped
- * connection is replaced on the next call. Throws DBusUnreachableError when no bus answers.
+ * connection is replaced on the next call. Throws DBusUnreachableError when no bus answers. `ahead`: opened before
+ * it is needed, so it does not keep the process alive until a caller without `ahead` asks for it.
  */
-
-export function sessionBus(env: NodeJS.ProcessEnv, timeoutMs = 25_000): Promise<DBusConnection> {
+export function sessionBus(env: NodeJS.ProcessEnv, timeoutMs = 25_000, ahead = false): Promise<DBusConnection> {
   const { sockets, described } = sessionBusSockets(env);
   const key = sockets.join(';') || described;
   const existing = sessionConnections.get(key);
-  if (existing) return existing;
-  const opening = (async () => {
+  if (existing) {
+    if (!ahead) existing.inUse();
+    return existing.connection;
+  }
+  let wanted = !ahead;
+  let attempt: { inUse(): void } | undefined;
+  const connection = (async () => {
     if (sockets.length === 0) throw new DBusUnreachableError(`no D-Bus session bus address (${described})`);
     let lastError: unknown;
     for (const socket of sockets) {
       try {
-        const connection = await DBusConnection.open(socket, timeoutMs);
-        connection.onClose(() => {
-          if (sessionConnections.get(key) === opening) sessionConnections.delete(key);
+        const opened = DBusConnection.open(socket, timeoutMs, !wanted);
+        attempt = opened;
+        const open = await opened.opening;
+        open.onClose(() => {
+          if (sessionConnections.get(key) === entry) sessionConnections.delete(key);
         });
         // Unreferenced while idle: a CLI exits when its work is done, with the connection still open.
-        return connection;
+        return open;
       } catch (error) {
         lastError = error;
       }
     }
     throw new DBusUnreachableError(`the D-Bus session bus does not answer (${described})`, { cause: lastError });
   })();
-  sessionConnections.set(key, opening);
-  opening.catch(() => {
-    if (sessionConnections.get(key) === opening) sessionConnections.delete(key);
+  const entry: SessionOpening = { connection, inUse: () => { wanted = true; attempt?.inUse(); } };
+  sessionConnections.set(key, entry);
+  connection.catch(() => {
+    if (sessionConnections.get(key) === entry) sessionConnections.delete(key);
   });
-  return opening;
+  return connection;
 }
 
 /** Exported for tests: the signature text of a parsed type. */

@@ -97,7 +97,7 @@ export class SecretServiceClient {
     }
     // Connecting from creation on too: the bus daemon answers the handshake while the caller checks its files.
     // A failure is met again, and reported, by the first call (a failed connection is not kept).
-    this.#bus().catch(() => undefined);
+    sessionBus(options.env, options.callTimeoutMs, true).catch(() => undefined);
   }
 
   #bus(): Promise<DBusConnection> {
@@ -340,8 +340,8 @@ export class SecretServiceClient {
    * The secret of `item`, an object path another process of ours wrote down (the change marker), provided the item
    * there still has `attributes` both before and after its secret is read; undefined otherwise, and when the service
    * answers with any error of its own (deleted, locked, a restarted service that gave the number to another item):
-   * the caller then searches, which also unlocks. The attribute check goes out beside the session's opening and the
-   * second beside the read, so a CLI's first read pays two round trips after Hello instead of four.
+   * the caller then searches, which also unlocks. The first attribute check goes out beside the session's opening,
+   * the second beside the read, so a CLI's first read pays two round trips after Hello instead of four.
    */
   async #viaHint(attributes: Record<string, string>, item: string): Promise<StoredSecret | undefined> {
     const hasAttributes = async () => {
@@ -353,10 +353,13 @@ export class SecretServiceClient {
       const before = hasAttributes();
       before.catch(() => undefined);
       const session = await this.#openSession();
-      const [matchedBefore, reply, matchedAfter] = await Promise.all([
-        before, this.#call(item, itemInterface, 'GetSecret', 'o', [session.path]), hasAttributes(),
+      // Answered before the session (one service answers in order): no round trip of its own, and another
+      // item's secret is never even fetched (KeePassXC may notify or ask about an access to it).
+      if (!await before) return undefined;
+      const [reply, matchedAfter] = await Promise.all([
+        this.#call(item, itemInterface, 'GetSecret', 'o', [session.path]), hasAttributes(),
       ]);
-      if (!matchedBefore || !matchedAfter) return undefined;
+      if (!matchedAfter) return undefined;
       this.#remember(attributes, item);
       return storedSecret(session, item, reply);
     } catch (error) {
