@@ -59,12 +59,11 @@ export function plaintextFallbackPath(cachePath: string): string {
 async function openBackend(kind: BackendKind, options: ResolvedPersistenceOptions, cachePath = options.cachePath): Promise<Persistence> {
   const { serviceName, accountName, platform, env } = options;
   switch (kind) {
-    // Each platform's store is imported when chosen (chunks of their own in the ESM build): an import, and a CLI
-    // on another platform's store, pays only for the code it runs. On Linux that is 18 KB less to compile at
-    // every start (the Windows, macOS and Electron stores, ~0.4 ms); the platform that runs a store pays one
-    // chunk's load (~0.5 ms), next to the native binding or Electron it loads anyway.
+    // Each platform's store is imported when chosen (a chunk of its own in the ESM build, shared by the stores of
+    // one kind): an import, and a CLI on another store, pays only for the code it runs. The file backends' start on
+    // Linux compiles 18 KB less (the Windows, macOS and Electron stores, ~0.4 ms).
     case 'dpapi-file': {
-      const { createDpapiPersistence } = await import('./persistence/dpapi-file.js');
+      const { createDpapiPersistence } = await import('./persistence/encrypted-file-backends.js');
       return createDpapiPersistence({
         cachePath, platform, scope: options.dataProtectionScope,
         ...(options.dataProtectionEntropy ? { entropy: options.dataProtectionEntropy } : {}),
@@ -75,17 +74,17 @@ async function openBackend(kind: BackendKind, options: ResolvedPersistenceOption
         throw new KeychainCacheError('BACKEND_UNAVAILABLE',
           `The keychain backend is the macOS Keychain, which does not exist on ${platform}. Leave backend unset to get this platform's store.`);
       }
-      const { createKeychainPersistence } = await import('./persistence/keychain.js');
+      const { createKeychainPersistence } = await import('./persistence/keyring-backends.js');
       return createKeychainPersistence({ cachePath, serviceName, accountName, platform });
     }
     case 'libsecret': {
       // The Secret Service client also brings node:crypto and node:net.
-      const { createLibsecretPersistence } = await import('./persistence/libsecret.js');
+      const { createLibsecretPersistence } = await import('./persistence/keyring-backends.js');
       return createLibsecretPersistence({ cachePath, serviceName, accountName, platform, env, promptTimeoutMs: options.promptTimeoutMs });
     }
     case 'safe-storage': {
       if (!options.safeStorage) throw new KeychainCacheError('INVALID_OPTION', "backend 'safe-storage' needs the safeStorage option.");
-      const { createSafeStoragePersistence } = await import('./persistence/safe-storage.js');
+      const { createSafeStoragePersistence } = await import('./persistence/encrypted-file-backends.js');
       return createSafeStoragePersistence({
         cachePath, platform, safeStorage: options.safeStorage, waitMs: options.safeStorageWaitMs,
         allowPlaintext: options.allowPlaintextFallback,
