@@ -27,6 +27,9 @@ export const coldImpls = [
   { id: 'floor-file', label: 'cold floor (plugin: read file + deserialize)', family: 'floor', store: 'file' },
   { id: 'ours-file', label: 'ours: plaintext-file', family: 'ours', store: 'file' },
   { id: 'ours-libsecret', label: 'ours: libsecret', family: 'ours', store: 'libsecret' },
+  // The same, where the item was written by keytar or msal-node-extensions: their marker names no item, so the first
+  // read searches for it (a lock check and a search more), as until our first save.
+  { id: 'ours-libsecret-foreign', label: 'ours: libsecret, item written by keytar', family: 'ours', store: 'libsecret', seedWith: 'keytar' },
   { id: 'ext-file', label: 'msal-node-extensions: FilePersistence', family: 'ext', store: 'file' },
   { id: 'ext-libsecret', label: 'msal-node-extensions: LibSecretPersistence', family: 'ext', store: 'libsecret' },
 ];
@@ -77,7 +80,7 @@ export function importPackage(id) {
   switch (id) {
     case 'none': case 'floor': case 'floor-stat': return Promise.resolve({});
     case 'none-file': case 'floor-file': return import('node:fs/promises');
-    case 'ours-file': case 'ours-libsecret': return import('../dist/esm/index.js');
+    case 'ours-file': case 'ours-libsecret': case 'ours-libsecret-foreign': return import('../dist/esm/index.js');
     case 'ext-file': case 'ext-libsecret': return import('@azure/msal-node-extensions');
     default: throw new Error(`unknown implementation ${id}`);
   }
@@ -92,6 +95,7 @@ export async function createPlugin(id, pkg, where) {
     case 'floor-file': return readOnlyFilePlugin(pkg.readFile, where.cachePath);
     case 'ours-file':
     case 'ours-libsecret':
+    case 'ours-libsecret-foreign':
       return pkg.createCachePlugin({
         cachePath: where.cachePath, serviceName: where.serviceName, accountName,
         backend: id === 'ours-file' ? 'plaintext-file' : 'libsecret',
@@ -126,6 +130,12 @@ export async function seedStore(id, where, json, plugin) {
   await mkdir(dirname(where.cachePath), { recursive: true, mode: 0o700 });
   if (byId[id].store === 'file') {
     await writeFile(where.cachePath, json, { mode: 0o600 });
+    return;
+  }
+  if (byId[id].family === 'ours' && byId[id].seedWith !== 'keytar') {
+    // As our save leaves it: the item, and a marker that names it.
+    const { createPersistence } = await import('../dist/esm/index.js');
+    await (await createPersistence({ cachePath: where.cachePath, serviceName: where.serviceName, accountName, backend: 'libsecret' })).save(json);
     return;
   }
   const keytar = (await import('keytar')).default;
