@@ -63,7 +63,10 @@ export function createLibsecretPersistence(options: LibsecretPersistenceOptions)
     kind: 'libsecret',
     describeItem: (service, account) => `Secret Service item (service "${service}", account "${account}")`,
     explainError: (error, what) => explainSecretServiceError(error, what, env),
-    openItems: async () => secretServiceItems(client),
+    openItems: async () => {
+      await client.started();
+      return secretServiceItems(client);
+    },
     describeStore: () => client.describe(),
   });
 }

@@ -101,7 +101,25 @@ export class SecretServiceClient {
     // And the session, sent right behind Hello: the service computes its half of the key exchange (~3 ms for
     // gnome-keyring) while this process loads the rest of its start, instead of after the handshake's answer.
     const early = handshakingSessionBus(options.env);
-    if (early) this.#sessionOn(early).catch(() => undefined);
+    if (early) {
+      const session = this.#sessionOn(early);
+      session.catch(() => undefined);
+      // Whichever comes first: the request made, or the session settled without one (a failed key pair).
+      this.#startSent = Promise.race([this.#sessionRequested, session.then(() => undefined, () => undefined)]).then(() => early.sent());
+    }
+  }
+
+  /** Resolves when the session request made at creation (if any) is on its way to the service. */
+  #requestedSession: (() => void) | undefined;
+  #sessionRequested = new Promise<void>((resolve) => { this.#requestedSession = resolve; });
+  #startSent: Promise<void> | undefined;
+
+  /**
+   * Waits (a loop turn or so) until what this client sent at creation, the handshake and the session request, has
+   * left: the caller's next stretch of work (file checks, the first load) then runs while the service answers.
+   */
+  async started(): Promise<void> {
+    await this.#startSent;
   }
 
   #bus(): Promise<DBusConnection> {
@@ -172,9 +190,16 @@ export class SecretServiceClient {
     if (mode === 'any') {
       const early = this.#firstKeyPair;
       this.#firstKeyPair = undefined;
-      const ours = await (early ?? generateKeyPair());
+      let ours: KeyPair;
       try {
-        const [output, path] = await openSession(dhAlgorithm, { signature: 'ay', value: ours.publicValue });
+        ours = await (early ?? generateKeyPair());
+      } finally {
+        this.#requestedSession?.();
+      }
+      try {
+        const request = openSession(dhAlgorithm, { signature: 'ay', value: ours.publicValue });
+        this.#requestedSession?.();
+        const [output, path] = await request;
         const theirs = (output as Variant).value;
         if (!Buffer.isBuffer(theirs) || theirs.length === 0) throw new Error('The Secret Service sent no public key');
         // HKDF-SHA256 with no salt and no info over the shared secret gives the AES-128 key.
@@ -186,7 +211,9 @@ export class SecretServiceClient {
     }
     // A service without the encrypted transport: the secret then crosses the local socket (only this user can
     // reach it) in the clear, as libsecret and keytar do in this case. It is still encrypted at rest.
-    const [, path] = await openSession('plain', { signature: 's', value: '' });
+    const request = openSession('plain', { signature: 's', value: '' });
+    this.#requestedSession?.();
+    const [, path] = await request;
     return { path: String(path), algorithm: 'plain' };
   }
 
@@ -387,14 +414,15 @@ export class SecretServiceClient {
   /**
    * While this thread's connection is still being opened (a CLI's start), sends the first attribute check a later
    * `lookup(attributes, hint)` will make, behind the handshake: its answer comes with the handshake's. Nothing
-   * otherwise; never a read of the secret.
+   * otherwise; never a read of the secret. Resolves once the check has left.
    */
-  prefetch(attributes: Record<string, string>, hint: string): void {
+  async prefetch(attributes: Record<string, string>, hint: string): Promise<void> {
     const connection = handshakingSessionBus(this.#options.env);
     if (!connection || !objectPath.test(hint)) return;
     const check = this.#hasAttributes(hint, attributes, connection);
     check.catch(() => undefined);
     this.#earlyCheck = { item: hint, attributes: attributesKey(attributes), check };
+    await connection.sent();
   }
 
   async #getSecret(item: string): Promise<StoredSecret> {
