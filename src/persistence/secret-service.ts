@@ -383,12 +383,7 @@ export class SecretServiceClient {
     const early = this.#earlyCheck;
     this.#earlyCheck = undefined;
     try {
-      // The check sent ahead counts only on the connection in use, with no service restart since it was answered
-      // (a restarted service may give the path to another item), and a failed one is asked again.
-      const connection = await this.#bus();
-      const usable = early?.item === item && early.attributes === attributesKey(attributes) && early.connection === connection &&
-        serviceState(connection).restarts === 0;
-      const before = usable ? early.check.catch(() => hasAttributes()) : hasAttributes();
+      const before = early?.item === item && early.attributes === attributesKey(attributes) ? early.check : hasAttributes();
       before.catch(() => undefined);
       const session = await this.#openSession();
       // Answered before the session (one service answers in order): no round trip of its own, and another
@@ -414,7 +409,7 @@ export class SecretServiceClient {
   }
 
   /** A hinted item's first attribute check, sent ahead by `prefetch`; used once, by the lookup it was sent for. */
-  #earlyCheck: { item: string; attributes: string; check: Promise<boolean>; connection: DBusConnection } | undefined;
+  #earlyCheck: { item: string; attributes: string; check: Promise<boolean> } | undefined;
 
   /**
    * While this thread's connection is still being opened (a CLI's start), sends the first attribute check a later
@@ -426,7 +421,7 @@ export class SecretServiceClient {
     if (!connection || !objectPath.test(hint)) return;
     const check = this.#hasAttributes(hint, attributes, connection);
     check.catch(() => undefined);
-    this.#earlyCheck = { item: hint, attributes: attributesKey(attributes), check, connection };
+    this.#earlyCheck = { item: hint, attributes: attributesKey(attributes), check };
     await connection.sent();
   }
 
