@@ -457,17 +457,10 @@ export class DBusConnection {
    */
   #ahead: boolean;
   #handshakeTimer: NodeJS.Timeout | undefined;
-  /** Settles when the socket has connected, failed or closed: from then on a write leaves at once. */
-  readonly #socketSettled: Promise<void>;
 
   private constructor(socket: Socket, authenticating: boolean, ahead = false) {
     this.#socket = socket;
     this.#ahead = ahead;
-    this.#socketSettled = new Promise<void>((resolve) => {
-      socket.once('connect', resolve);
-      socket.once('error', () => resolve());
-      socket.once('close', () => resolve());
-    });
     this.authenticated = authenticating
       ? new Promise<string>((resolve, reject) => { this.#authLine = resolve; this.#authFailed = reject; })
       : Promise.resolve('OK');
@@ -577,16 +570,6 @@ export class DBusConnection {
   }
 
   #corked = false;
-
-  /**
-   * Resolves once what was called before has left (or cannot: the connection failed): the socket has connected and
-   * this tick's batch was written. A caller that is about to run a long stretch of work waits for this first, so
-   * that its calls are on their way meanwhile (a socket writes only from its connect callback on).
-   */
-  async sent(): Promise<void> {
-    await this.#socketSettled;
-    await new Promise<void>((resolve) => process.nextTick(resolve));
-  }
 
   /**
    * Messages sent in one go (a search beside a session, a call beside its AddMatch) leave in one write, at the end

@@ -17,11 +17,8 @@ export interface SecretItems {
   set(service: string, account: string, secret: string): Promise<string | void>;
   /** False when there was no item. */
   delete(service: string, account: string): Promise<boolean>;
-  /**
-   * Sends what a `get` with this hint will ask first, if the store can ask ahead (a Secret Service mid-handshake);
-   * resolves once it has left.
-   */
-  prefetch?(service: string, account: string, where: string): Promise<void>;
+  /** Starts what a `get` with this hint will ask first, if the store can ask ahead (a Secret Service mid-handshake). */
+  prefetch?(service: string, account: string, where: string): void;
 }
 
 export interface ItemStoreOptions {
@@ -61,7 +58,7 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
     } catch {
       // The checks below report what is wrong with the location.
     }
-    if (itemHint !== undefined) await items.prefetch(serviceName, accountName, itemHint);
+    if (itemHint !== undefined) items.prefetch(serviceName, accountName, itemHint);
   }
   await prepareCacheLocation(cachePath);
   const location = describeItem(serviceName, accountName);

@@ -63,10 +63,7 @@ export function createLibsecretPersistence(options: LibsecretPersistenceOptions)
     kind: 'libsecret',
     describeItem: (service, account) => `Secret Service item (service "${service}", account "${account}")`,
     explainError: (error, what) => explainSecretServiceError(error, what, env),
-    openItems: async () => {
-      await client.started();
-      return secretServiceItems(client);
-    },
+    openItems: async () => secretServiceItems(client),
     describeStore: () => client.describe(),
   });
 }

@@ -101,25 +101,7 @@ export class SecretServiceClient {
     // And the session, sent right behind Hello: the service computes its half of the key exchange (~3 ms for
     // gnome-keyring) while this process loads the rest of its start, instead of after the handshake's answer.
     const early = handshakingSessionBus(options.env);
-    if (early) {
-      const session = this.#sessionOn(early);
-      session.catch(() => undefined);
-      // Whichever comes first: the request made, or the session settled without one (a failed key pair).
-      this.#startSent = Promise.race([this.#sessionRequested, session.then(() => undefined, () => undefined)]).then(() => early.sent());
-    }
-  }
-
-  /** Resolves when the session request made at creation (if any) is on its way to the service. */
-  #requestedSession: (() => void) | undefined;
-  #sessionRequested = new Promise<void>((resolve) => { this.#requestedSession = resolve; });
-  #startSent: Promise<void> | undefined;
-
-  /**
-   * Waits (a loop turn or so) until what this client sent at creation, the handshake and the session request, has
-   * left: the caller's next stretch of work (file checks, the first load) then runs while the service answers.
-   */
-  async started(): Promise<void> {
-    await this.#startSent;
+    if (early) this.#sessionOn(early).catch(() => undefined);
   }
 
   #bus(): Promise<DBusConnection> {
@@ -190,16 +172,9 @@ export class SecretServiceClient {
     if (mode === 'any') {
       const early = this.#firstKeyPair;
       this.#firstKeyPair = undefined;
-      let ours: KeyPair;
+      const ours = await (early ?? generateKeyPair());
       try {
-        ours = await (early ?? generateKeyPair());
-      } finally {
-        this.#requestedSession?.();
-      }
-      try {
-        const request = openSession(dhAlgorithm, { signature: 'ay', value: ours.publicValue });
-        this.#requestedSession?.();
-        const [output, path] = await request;
+        const [output, path] = await openSession(dhAlgorithm, { signature: 'ay', value: ours.publicValue });
         const theirs = (output as Variant).value;
         if (!Buffer.isBuffer(theirs) || theirs.length === 0) throw new Error('The Secret Service sent no public key');
         // HKDF-SHA256 with no salt and no info over the shared secret gives the AES-128 key.
@@ -211,9 +186,7 @@ export class SecretServiceClient {
     }
     // A service without the encrypted transport: the secret then crosses the local socket (only this user can
     // reach it) in the clear, as libsecret and keytar do in this case. It is still encrypted at rest.
-    const request = openSession('plain', { signature: 's', value: '' });
-    this.#requestedSession?.();
-    const [, path] = await request;
+    const [, path] = await openSession('plain', { signature: 's', value: '' });
     return { path: String(path), algorithm: 'plain' };
   }
 
@@ -414,15 +387,14 @@ export class SecretServiceClient {
   /**
    * While this thread's connection is still being opened (a CLI's start), sends the first attribute check a later
    * `lookup(attributes, hint)` will make, behind the handshake: its answer comes with the handshake's. Nothing
-   * otherwise; never a read of the secret. Resolves once the check has left.
+   * otherwise; never a read of the secret.
    */
-  async prefetch(attributes: Record<string, string>, hint: string): Promise<void> {
+  prefetch(attributes: Record<string, string>, hint: string): void {
     const connection = handshakingSessionBus(this.#options.env);
     if (!connection || !objectPath.test(hint)) return;
     const check = this.#hasAttributes(hint, attributes, connection);
     check.catch(() => undefined);
     this.#earlyCheck = { item: hint, attributes: attributesKey(attributes), check };
-    await connection.sent();
   }
 
   async #getSecret(item: string): Promise<StoredSecret> {
