@@ -17,8 +17,6 @@ export interface SecretItems {
   set(service: string, account: string, secret: string): Promise<string | void>;
   /** False when there was no item. */
   delete(service: string, account: string): Promise<boolean>;
-  /** Starts what a `get` with this hint will ask first, if the store can ask ahead (a Secret Service mid-handshake). */
-  prefetch?(service: string, account: string, where: string): void;
 }
 
 export interface ItemStoreOptions {
@@ -45,21 +43,7 @@ export interface ItemStoreOptions {
  */
 export async function createItemStorePersistence(options: ItemStoreOptions): Promise<Persistence> {
   const { kind, cachePath, serviceName, accountName, platform, describeItem, explainError } = options;
-  // Where the cache's item is, as the marker last read says: a process's first load then asks the store for that item
-  // (it checks the item is still ours) instead of searching for it (issue 13: two round trips of a CLI's start).
-  let itemHint: string | undefined;
-  const stamp = markerStamper(cachePath, (content) => { itemHint = markerItem(content); });
   const items = await options.openItems();
-  // A look at the marker before the location checks, only for where the item is: the store checks that hint
-  // itself, so a marker that cannot be read now (missing, not a file, a bad directory) just means no hint.
-  if (items.prefetch) {
-    try {
-      stamp();
-    } catch {
-      // The checks below report what is wrong with the location.
-    }
-    if (itemHint !== undefined) items.prefetch(serviceName, accountName, itemHint);
-  }
   await prepareCacheLocation(cachePath);
   const location = describeItem(serviceName, accountName);
   const call = async <T>(action: string, run: () => Promise<T>, item = location): Promise<T> => {
@@ -70,6 +54,10 @@ export async function createItemStorePersistence(options: ItemStoreOptions): Pro
     }
   };
 
+  // Where the cache's item is, as the marker last read says: a process's first load then asks the store for that item
+  // (it checks the item is still ours) instead of searching for it (issue 13: two round trips of a CLI's start).
+  let itemHint: string | undefined;
+  const stamp = markerStamper(cachePath, (content) => { itemHint = markerItem(content); });
   const touchMarker = (item?: string | void) =>
     // Our own version string in the marker; msal-node-extensions only looks at its mtime. Not fsynced:
     // the marker carries no data, and after a power loss any marker just means "reload".

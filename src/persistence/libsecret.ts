@@ -46,7 +46,6 @@ export function secretServiceItems(client: SecretServiceClient): SecretItems {
       return client.store(label, attributes, Buffer.from(secret, 'utf8'), contentType);
     },
     delete: (service, account) => client.delete(keytarItem(service, account).attributes),
-    prefetch: (service, account, where) => client.prefetch(keytarItem(service, account).attributes, where),
   };
 }
 

@@ -136,8 +136,8 @@ export class SecretServiceClient {
     }
   }
 
-  async #call(path: string, iface: string, member: string, signature?: string, body?: unknown[], on?: DBusConnection): Promise<unknown[]> {
-    const connection = on ?? await this.#bus();
+  async #call(path: string, iface: string, member: string, signature?: string, body?: unknown[]): Promise<unknown[]> {
+    const connection = await this.#bus();
     return connection.call({
       destination: bus, path, interface: iface, member, timeoutMs: this.#options.callTimeoutMs,
       ...(signature ? { signature, body: body ?? [] } : {}),
@@ -267,13 +267,13 @@ export class SecretServiceClient {
   #items = new Map<string, string>();
 
   #remember(attributes: Record<string, string>, item: string | undefined): void {
-    const key = attributesKey(attributes);
+    const key = JSON.stringify(Object.entries(attributes).sort());
     if (item) this.#items.set(key, item);
     else this.#items.delete(key);
   }
 
   #remembered(attributes: Record<string, string>): string | undefined {
-    return this.#items.get(attributesKey(attributes));
+    return this.#items.get(JSON.stringify(Object.entries(attributes).sort()));
   }
 
   /** Unlocks the default collection if it is locked (KEYRING_LOCKED when it stays so); nothing if there is none. */
@@ -352,11 +352,13 @@ export class SecretServiceClient {
    * the second beside the read, so a CLI's first read pays two round trips after Hello instead of four.
    */
   async #viaHint(attributes: Record<string, string>, item: string): Promise<StoredSecret | undefined> {
-    const hasAttributes = () => this.#hasAttributes(item, attributes);
-    const early = this.#earlyCheck;
-    this.#earlyCheck = undefined;
+    const hasAttributes = async () => {
+      const [found] = await this.#call(item, 'org.freedesktop.DBus.Properties', 'Get', 'ss', [itemInterface, 'Attributes']);
+      const value = (found as Variant).value;
+      return value instanceof Map && Object.entries(attributes).every(([key, wanted]) => value.get(key) === wanted);
+    };
     try {
-      const before = early?.item === item && early.attributes === attributesKey(attributes) ? early.check : hasAttributes();
+      const before = hasAttributes();
       before.catch(() => undefined);
       const session = await this.#openSession();
       // Answered before the session (one service answers in order): no round trip of its own, and another
@@ -373,28 +375,6 @@ export class SecretServiceClient {
       if (!(error instanceof DBusError) || /NoReply|Timeout|Disconnected/.test(error.dbusName)) throw error;
       return undefined;
     }
-  }
-
-  async #hasAttributes(item: string, attributes: Record<string, string>, on?: DBusConnection): Promise<boolean> {
-    const [found] = await this.#call(item, 'org.freedesktop.DBus.Properties', 'Get', 'ss', [itemInterface, 'Attributes'], on);
-    const value = (found as Variant).value;
-    return value instanceof Map && Object.entries(attributes).every(([key, wanted]) => value.get(key) === wanted);
-  }
-
-  /** A hinted item's first attribute check, sent ahead by `prefetch`; used once, by the lookup it was sent for. */
-  #earlyCheck: { item: string; attributes: string; check: Promise<boolean> } | undefined;
-
-  /**
-   * While this thread's connection is still being opened (a CLI's start), sends the first attribute check a later
-   * `lookup(attributes, hint)` will make, behind the handshake: its answer comes with the handshake's. Nothing
-   * otherwise; never a read of the secret.
-   */
-  prefetch(attributes: Record<string, string>, hint: string): void {
-    const connection = handshakingSessionBus(this.#options.env);
-    if (!connection || !objectPath.test(hint)) return;
-    const check = this.#hasAttributes(hint, attributes, connection);
-    check.catch(() => undefined);
-    this.#earlyCheck = { item: hint, attributes: attributesKey(attributes), check };
   }
 
   async #getSecret(item: string): Promise<StoredSecret> {
@@ -590,11 +570,6 @@ export class SecretServiceClient {
       busCall('RemoveMatch', match).catch(() => undefined);
     }
   }
-}
-
-/** One text per set of attributes, whatever their order. */
-function attributesKey(attributes: Record<string, string>): string {
-  return JSON.stringify(Object.entries(attributes).sort());
 }
 
 interface KeyPair { publicValue: Buffer; sharedSecret(peer: Buffer): Buffer }
