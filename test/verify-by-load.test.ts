@@ -208,25 +208,6 @@ describe.runIf(isLinux)('verify by load: libsecret (Secret Service)', () => {
     await theirs.delete();
   });
 
-  it('a new process opens one session, sent behind its handshake, and reads the cache through it', async () => {
-    const options = await storeOptions('libsecret');
-    const persistence = await createPersistence(options);
-    await persistence.save('{"n":1}');
-    // No item in the marker: the child searches, naming the service, so the monitor can tell its connection.
-    await writeFile(options.cachePath, '{}');
-    const script = `
-      import { createPersistence } from ${JSON.stringify(join(repoRoot, 'dist/esm/index.js'))};
-      console.log(await (await createPersistence(${JSON.stringify(options)})).load());`;
-    let output = '';
-    const calls = await secretServiceCallsDuring(options.serviceName!, async () => {
-      output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8' });
-    });
-    expect(output.trim()).toBe('{"n":1}');
-    expect(calls.get('OpenSession') ?? 0).toBe(1);
-    expect(calls.get('GetSecret') ?? 0).toBe(1);
-    await persistence.delete();
-  });
-
   it('a marker that names no item (msal-node-extensions writes "{}", earlier versions a version only): one search, one read', async () => {
     const options = await storeOptions('libsecret');
     const endpoint = createTokenEndpoint();

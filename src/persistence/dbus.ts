@@ -472,14 +472,12 @@ export class DBusConnection {
 
   /**
    * Connects, authenticates (EXTERNAL, our uid) and says Hello. With `ahead`, nothing of it keeps the process alive
-   * until `inUse` (which `sessionBus` calls for the first caller that waits for it). `connection` takes calls at
-   * once: they leave after Hello, in order (a bus handles one connection's messages in turn), and fail with the
-   * connection if the handshake does.
+   * until `inUse` (which `sessionBus` calls for the first caller that waits for it).
    */
-  static open(socketPath: string, timeoutMs: number, ahead = false): { opening: Promise<DBusConnection>; connection: DBusConnection; inUse(): void } {
+  static open(socketPath: string, timeoutMs: number, ahead = false): { opening: Promise<DBusConnection>; inUse(): void } {
     const socket = netConnect({ path: socketPath });
     const connection = new DBusConnection(socket, true, ahead);
-    return { opening: DBusConnection.#handshake(connection, socket, timeoutMs), connection, inUse: () => connection.#inUse() };
+    return { opening: DBusConnection.#handshake(connection, socket, timeoutMs), inUse: () => connection.#inUse() };
   }
 
   /** From now on this connection keeps the process alive while a call, the handshake included, is in flight. */
@@ -653,11 +651,8 @@ export class DBusConnection {
   }
 }
 
-/**
- * A session bus connection being opened or open, and how to tell it that someone now waits for it; `early` is the
- * connection of the first address tried while its handshake runs (calls to it leave right after Hello).
- */
-interface SessionOpening { connection: Promise<DBusConnection>; inUse(): void; early?: DBusConnection }
+/** A session bus connection being opened or open, and how to tell it that someone now waits for it. */
+interface SessionOpening { connection: Promise<DBusConnection>; inUse(): void }
 
 const sessionConnections = new Map<string, SessionOpening>();
 
@@ -665,15 +660,6 @@ const sessionConnections = new Map<string, SessionOpening>();
 export function hasSessionBus(env: NodeJS.ProcessEnv): boolean {
   const { sockets, described } = sessionBusSockets(env);
   return sessionConnections.has(sockets.join(';') || described);
-}
-
-/**
- * The session bus connection for `env` while its handshake still runs on the first address, to send calls that need
- * no answer before it completes (they are queued behind Hello); undefined when there is none or it is done.
- */
-export function handshakingSessionBus(env: NodeJS.ProcessEnv): DBusConnection | undefined {
-  const { sockets, described } = sessionBusSockets(env);
-  return sessionConnections.get(sockets.join(';') || described)?.early;
 }
 
 /**
@@ -691,7 +677,6 @@ export function sessionBus(env: NodeJS.ProcessEnv, timeoutMs = 25_000, ahead = f
   }
   let wanted = !ahead;
   let attempt: { inUse(): void } | undefined;
-  const entry: SessionOpening = { connection: undefined as unknown as Promise<DBusConnection>, inUse: () => { wanted = true; attempt?.inUse(); } };
   const connection = (async () => {
     if (sockets.length === 0) throw new DBusUnreachableError(`no D-Bus session bus address (${described})`);
     let lastError: unknown;
@@ -699,8 +684,7 @@ export function sessionBus(env: NodeJS.ProcessEnv, timeoutMs = 25_000, ahead = f
       try {
         const opened = DBusConnection.open(socket, timeoutMs, !wanted);
         attempt = opened;
-        if (socket === sockets[0]) entry.early = opened.connection;
-        const open = await opened.opening.finally(() => { entry.early = undefined; });
+        const open = await opened.opening;
         open.onClose(() => {
           if (sessionConnections.get(key) === entry) sessionConnections.delete(key);
         });
@@ -712,7 +696,7 @@ export function sessionBus(env: NodeJS.ProcessEnv, timeoutMs = 25_000, ahead = f
     }
     throw new DBusUnreachableError(`the D-Bus session bus does not answer (${described})`, { cause: lastError });
   })();
-  entry.connection = connection;
+  const entry: SessionOpening = { connection, inUse: () => { wanted = true; attempt?.inUse(); } };
   sessionConnections.set(key, entry);
   connection.catch(() => {
     if (sessionConnections.get(key) === entry) sessionConnections.delete(key);

@@ -7,7 +7,7 @@ import {
   type KeyObject, randomBytes,
 } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { DBusError, type DBusConnection, handshakingSessionBus, hasSessionBus, sessionBus, type Variant } from './dbus.js';
+import { DBusError, type DBusConnection, hasSessionBus, sessionBus, type Variant } from './dbus.js';
 
 const bus = 'org.freedesktop.secrets';
 const servicePath = '/org/freedesktop/secrets';
@@ -98,10 +98,6 @@ export class SecretServiceClient {
     // Connecting from creation on too: the bus daemon answers the handshake while the caller checks its files.
     // A failure is met again, and reported, by the first call (a failed connection is not kept).
     sessionBus(options.env, options.callTimeoutMs, true).catch(() => undefined);
-    // And the session, sent right behind Hello: the service computes its half of the key exchange (~3 ms for
-    // gnome-keyring) while this process loads the rest of its start, instead of after the handshake's answer.
-    const early = handshakingSessionBus(options.env);
-    if (early) this.#sessionOn(early).catch(() => undefined);
   }
 
   #bus(): Promise<DBusConnection> {
@@ -145,13 +141,7 @@ export class SecretServiceClient {
   }
 
   async #openSession(): Promise<Session> {
-    const session = await this.#sessionOn(await this.#bus());
-    this.algorithm = session.algorithm;
-    return session;
-  }
-
-  /** The connection's session for this client's mode, opened (once per connection) if it has none. */
-  #sessionOn(connection: DBusConnection): Promise<Session> {
+    const connection = await this.#bus();
     const mode = this.#options.plainOnly ? 'plain' : 'any';
     const open = serviceState(connection).sessions;
     let opening = open.get(mode);
@@ -161,7 +151,9 @@ export class SecretServiceClient {
       open.set(mode, created);
       created.catch(() => { if (open.get(mode) === created) open.delete(mode); });
     }
-    return opening;
+    const session = await opening;
+    this.algorithm = session.algorithm;
+    return session;
   }
 
   async #createSession(connection: DBusConnection, mode: 'any' | 'plain'): Promise<Session> {
