@@ -57,10 +57,27 @@ const busConfig = (socketDir) => `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DT
 async function startGnomeKeyring({ env, password }) {
   const daemon = spawn('gnome-keyring-daemon', ['--foreground', '--unlock', '--components=secrets'], {
     env: { ...process.env, ...env },
-    stdio: ['pipe', 'ignore', 'ignore'],
+    stdio: ['pipe', 'ignore', 'pipe'],
   });
   daemon.stdin?.end(password);
+  reportUnexpectedExit(daemon, 'gnome-keyring-daemon');
   return daemon;
+}
+
+/**
+ * Its last words, for a death nobody asked for (a crash, a failed assertion): a test run then says why, instead of
+ * only "ServiceUnknown" in every test after it.
+ * @param {import('node:child_process').ChildProcess} daemon @param {string} name
+ */
+function reportUnexpectedExit(daemon, name) {
+  let tail = '';
+  daemon.stderr?.on('data', (chunk) => { tail = (tail + chunk).slice(-4000); });
+  daemon.on('exit', (code, signal) => {
+    if (!(/** @type {any} */ (daemon)).stoppedOnPurpose) {
+      process.stderr.write(`[private-keyring] ${name} (pid ${daemon.pid}) exited unexpectedly: code ${code}, signal ${signal}. ` +
+        `Its last output:\n${tail.split('\n').filter((line) => !/Maximum depth of replacement/.test(line)).slice(-20).join('\n')}\n`);
+    }
+  });
 }
 
 /** @type {StartDaemon} */
@@ -78,15 +95,7 @@ async function startKeePassXC({ root, home, env, password }) {
   const daemon = spawn('keepassxc', ['--config', config, '--localconfig', join(home, '.cache', 'keepassxc', 'keepassxc.ini'),
     '--pw-stdin', database], { env: childEnv, stdio: ['pipe', 'ignore', 'pipe'] });
   daemon.stdin?.end(`${password}\n`);
-  // Its last words, for a death nobody asked for (a test run then says why, instead of only "ServiceUnknown").
-  let tail = '';
-  daemon.stderr?.on('data', (chunk) => { tail = (tail + chunk).slice(-4000); });
-  daemon.on('exit', (code, signal) => {
-    if (!(/** @type {any} */ (daemon)).stoppedOnPurpose) {
-      process.stderr.write(`[private-keyring] KeePassXC (pid ${daemon.pid}) exited unexpectedly: code ${code}, signal ${signal}. ` +
-        `Its last output:\n${tail.split('\n').filter((line) => !/Maximum depth of replacement/.test(line)).slice(-20).join('\n')}\n`);
-    }
-  });
+  reportUnexpectedExit(daemon, 'KeePassXC');
   return daemon;
 }
 
