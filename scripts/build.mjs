@@ -7,7 +7,8 @@
 // dist/internal/ holds bundles of two internal modules that our test fixtures and the Windows lane drive directly
 // (file-lock, dpapi-file); it is not in package.json's `files`, so it never ships.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { build } from 'esbuild';
 
@@ -19,6 +20,26 @@ const out = `dist.staging-${process.pid}`;
 rmSync(out, { recursive: true, force: true });
 for (const [project, format] of [['tsconfig.build.json', 'esm'], ['tsconfig.cjs.json', 'cjs']]) {
   execFileSync(process.execPath, [tsc, '-p', project, '--emitDeclarationOnly', '--outDir', `${out}/${format}`], { stdio: 'inherit' });
+}
+// Only the declarations that the entry points' types reach ship (index, self-test, distributed, testing): tsc writes one
+// per source file, and most of ours are internal. A declaration imports others by relative path ('./x.js' or
+// import('./x.js')), so the walk follows those.
+for (const format of ['esm', 'cjs']) {
+  const root = `${out}/${format}`;
+  const reached = new Set();
+  const visit = (file) => {
+    if (reached.has(file)) return;
+    if (!existsSync(file)) throw new Error(`a declaration imports ${file}, which tsc did not write`);
+    reached.add(file);
+    for (const [, specifier] of readFileSync(file, 'utf8').matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      visit(join(dirname(file), specifier.replace(/\.js$/, '.d.ts')));
+    }
+  };
+  for (const entry of ['index', 'self-test', 'distributed/index', 'testing']) visit(join(root, `${entry}.d.ts`));
+  for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' })) {
+    const path = join(root, file);
+    if (path.endsWith('.d.ts') && !reached.has(path)) rmSync(path);
+  }
 }
 mkdirSync(`${out}/cjs`, { recursive: true });
 writeFileSync(`${out}/cjs/package.json`, '{ "type": "commonjs" }\n');
@@ -40,7 +61,15 @@ const cjs = (entry, outfile) => build({ ...common, entryPoints: [entry], format:
 await esm('src/index.ts', `${out}/esm`);
 await cjs('src/index.ts', `${out}/cjs/index.js`);
 await esm('src/self-test.ts', `${out}/esm`);
-await cjs('src/self-test.ts', `${out}/cjs/self-test.js`);
+// CommonJS self-test: src/self-test-cjs.ts, which runs the ESM build's self-test through import() (~170 KB less to install).
+const esmSelfTest = {
+  name: 'esm-self-test',
+  setup(builder) {
+    builder.onResolve({ filter: /^\.\/self-test\.js$/ }, (args) =>
+      (/[\\/]src[\\/]self-test-cjs\.ts$/.test(args.importer) ? { path: '../esm/self-test.js', external: true } : undefined));
+  },
+};
+await build({ ...common, entryPoints: ['src/self-test-cjs.ts'], format: 'cjs', outfile: `${out}/cjs/self-test.js`, allowOverwrite: true, plugins: [esmSelfTest] });
 await esm('src/distributed/index.ts', `${out}/esm/distributed`);
 await cjs('src/distributed/index.ts', `${out}/cjs/distributed/index.js`);
 await esm('src/testing.ts', `${out}/esm`);

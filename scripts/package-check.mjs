@@ -137,8 +137,16 @@ const checks = {
       const main = require('msal-keychain-cache');
       const selfTest = require('msal-keychain-cache/self-test');
       const distributed = require('msal-keychain-cache/distributed');
-      console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(), distributed: Object.keys(distributed).sort(),
-        errorIsClass: new main.KeychainCacheError('INVALID_OPTION', 'x') instanceof Error }));`], full);
+      (async () => {
+        // The CommonJS self-test runs the ESM build's (dist/cjs/self-test.js imports it): a whole run, and its report
+        // formatted the same by both entries.
+        const report = await selfTest.runSelfTest({ allowPlaintext: true });
+        const esmSelfTest = await import('msal-keychain-cache/self-test');
+        console.log(JSON.stringify({ main: Object.keys(main).sort(), selfTest: Object.keys(selfTest).sort(), distributed: Object.keys(distributed).sort(),
+          errorIsClass: new main.KeychainCacheError('INVALID_OPTION', 'x') instanceof Error,
+          selfTestRun: report.ok && report.steps.length === 3 && report.steps.every((step) => step.status === 'ok'),
+          sameReportText: selfTest.formatReport(report, false) === esmSelfTest.formatReport(report, false) && selfTest.formatReport(report, false).includes('result     OK') }));
+      })().catch((error) => { console.error(error); process.exit(1); });`], full);
     const e = JSON.parse(esm.stdout);
     const c = JSON.parse(cjs.stdout);
     check(JSON.stringify(e.main) === JSON.stringify(expectedExports), `ESM exports ${e.main}`);
@@ -148,6 +156,8 @@ const checks = {
     check(JSON.stringify(e.distributed) === JSON.stringify(expectedDistributedExports), `ESM distributed exports ${e.distributed}`);
     check(JSON.stringify(c.distributed) === JSON.stringify(expectedDistributedExports), `CommonJS distributed exports ${c.distributed}`);
     check(c.errorIsClass, 'KeychainCacheError is not an Error subclass in CommonJS');
+    check(c.selfTestRun, 'the CommonJS self-test did not run all three steps to ok (allowPlaintext: true)');
+    check(c.sameReportText, 'the CommonJS formatReport differs from the ESM one, or printed no OK result');
     const bin = await run(join(full, 'node_modules', '.bin', 'msal-keychain-cache'), ['--version'], { cwd: full });
     check(bin.stdout.trim() === e.version, `bin --version printed ${bin.stdout.trim()}, package is ${e.version}`);
     return { exports: e.main.length, version: e.version };
