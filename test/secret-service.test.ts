@@ -354,6 +354,9 @@ describe('D-Bus marshalling', () => {
     expect(() => marshal('a{vs}x(', [])).toThrow(TypeError);
     expect(() => marshal('s', ['nul\u0000inside'])).toThrow(TypeError);
     expect(() => marshal('g', ['y'.repeat(256)])).toThrow(TypeError);
+    // A byte out of range is refused, not wrapped into another value (300 would have gone out as 44).
+    for (const wrong of [256, 300, -1, 1.5, Number.NaN]) expect(() => marshal('y', [wrong])).toThrow(/0-255/);
+    expect(marshal('ay', [Buffer.from([0, 255])]).subarray(4)).toEqual(Buffer.from([0, 255]));
   });
 });
 

@@ -127,7 +127,13 @@ class Writer {
 
   value(node: TypeNode, value: unknown): void {
     switch (node.code) {
-      case 'y': this.byte(Number(value)); return;
+      case 'y': {
+        // One byte on the wire: a larger value must not silently become another (300 would be sent as 44).
+        const byte = Number(value);
+        if (!Number.isInteger(byte) || byte < 0 || byte > 255) throw new TypeError(`A D-Bus byte is an integer 0-255, not ${String(value).slice(0, 40)}`);
+        this.byte(byte);
+        return;
+      }
       case 'b': this.u32(value ? 1 : 0); return;
       case 'n': this.align(2); this.room(2); this.buffer.writeInt16LE(Number(value), this.length); this.length += 2; return;
       case 'q': this.align(2); this.room(2); this.buffer.writeUInt16LE(Number(value), this.length); this.length += 2; return;
@@ -458,12 +464,10 @@ export class DBusConnection {
   #ahead: boolean;
   #handshakeTimer: NodeJS.Timeout | undefined;
 
-  private constructor(socket: Socket, authenticating: boolean, ahead = false) {
+  private constructor(socket: Socket, ahead: boolean) {
     this.#socket = socket;
     this.#ahead = ahead;
-    this.authenticated = authenticating
-      ? new Promise<string>((resolve, reject) => { this.#authLine = resolve; this.#authFailed = reject; })
-      : Promise.resolve('OK');
+    this.authenticated = new Promise<string>((resolve, reject) => { this.#authLine = resolve; this.#authFailed = reject; });
     this.authenticated.catch(() => undefined);
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('error', (error) => this.#close(error));
@@ -476,7 +480,7 @@ export class DBusConnection {
    */
   static open(socketPath: string, timeoutMs: number, ahead = false): { opening: Promise<DBusConnection>; inUse(): void } {
     const socket = netConnect({ path: socketPath });
-    const connection = new DBusConnection(socket, true, ahead);
+    const connection = new DBusConnection(socket, ahead);
     return { opening: DBusConnection.#handshake(connection, socket, timeoutMs), inUse: () => connection.#inUse() };
   }
 
