@@ -61,29 +61,24 @@ const cjs = (entry, outfile) => build({ ...common, entryPoints: [entry], format:
 await esm('src/index.ts', `${out}/esm`);
 await cjs('src/index.ts', `${out}/cjs/index.js`);
 await esm('src/self-test.ts', `${out}/esm`);
-// CommonJS self-test: src/self-test-cjs.ts, which runs the ESM build's self-test through import() (~170 KB less to install).
-const esmSelfTest = {
-  name: 'esm-self-test',
+// An entry that loads the built self-test entry (dist/esm/self-test.js) at `path` instead of bundling a copy of it
+// and of its chunks: `./self-test.js` imported from src/<importer> stays an import.
+const selfTestAt = (importer, path) => ({
+  name: `self-test-from-${importer}`,
   setup(builder) {
     builder.onResolve({ filter: /^\.\/self-test\.js$/ }, (args) =>
-      (/[\\/]src[\\/]self-test-cjs\.ts$/.test(args.importer) ? { path: '../esm/self-test.js', external: true } : undefined));
+      (args.importer.endsWith(join('src', importer)) ? { path, external: true } : undefined));
   },
-};
-await build({ ...common, entryPoints: ['src/self-test-cjs.ts'], format: 'cjs', outfile: `${out}/cjs/self-test.js`, allowOverwrite: true, plugins: [esmSelfTest] });
+});
+// CommonJS self-test: src/self-test-cjs.ts, which runs the ESM build's self-test through import() (~170 KB less to install).
+await build({ ...common, entryPoints: ['src/self-test-cjs.ts'], format: 'cjs', outfile: `${out}/cjs/self-test.js`, allowOverwrite: true, plugins: [selfTestAt('self-test-cjs.ts', '../esm/self-test.js')] });
 await esm('src/distributed/index.ts', `${out}/esm/distributed`);
 await cjs('src/distributed/index.ts', `${out}/cjs/distributed/index.js`);
 await esm('src/testing.ts', `${out}/esm`);
 await cjs('src/testing.ts', `${out}/cjs/testing.js`);
 // The command imports the self-test entry beside it (dist/esm/self-test.js) instead of bundling a second copy of it
 // and of its chunks: 155 KB less to install, and one more file only for the command, never for an import.
-const selfTestEntry = {
-  name: 'self-test-entry',
-  setup(builder) {
-    builder.onResolve({ filter: /^\.\/self-test\.js$/ }, (args) =>
-      (/[\\/]src[\\/]bin\.ts$/.test(args.importer) ? { path: './self-test.js', external: true } : undefined));
-  },
-};
-await build({ ...common, entryPoints: ['src/bin.ts'], format: 'esm', outdir: `${out}/esm`, allowOverwrite: true, plugins: [selfTestEntry] });
+await build({ ...common, entryPoints: ['src/bin.ts'], format: 'esm', outdir: `${out}/esm`, allowOverwrite: true, plugins: [selfTestAt('bin.ts', './self-test.js')] });
 await esm('src/file-lock.ts', `${out}/internal`);
 await cjs('src/file-lock.ts', `${out}/internal/file-lock.cjs`);
 await esm('src/persistence/dpapi-file.ts', `${out}/internal`);
