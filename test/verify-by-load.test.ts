@@ -46,12 +46,23 @@ async function secretServiceCallsDuring(serviceName: string, run: () => Promise<
       await sleep(20);
     }
     await run();
-    await sleep(300); // let the monitor print the last calls
+    // Then a Ping from this process: every call `run` made was routed (it was answered) before it, so once the
+    // monitor has printed the Ping it has printed them all, however long a loaded machine keeps it waiting.
+    const connection = await sessionBus(process.env);
+    await connection.call({ destination: 'org.freedesktop.secrets', path: '/org/freedesktop/secrets', interface: 'org.freedesktop.DBus.Peer', member: 'Ping' })
+      .catch(() => undefined); // answered or refused, the call itself crossed the bus
+    const pinged = new RegExp(`^method call .*sender=${connection.uniqueName.replace(/\./g, '\\.')} .*member=Ping$`, 'm');
+    const printedBy = Date.now() + 20_000;
+    while (!pinged.test(output)) {
+      if (Date.now() > printedBy) throw new Error(`dbus-monitor did not print this process's Ping: ${output.slice(-500)}`);
+      await sleep(20);
+    }
   } finally {
     monitor.kill();
   }
   const messages = output.split(/^(?=method call |signal |method return |error )/m)
-    .map((text) => ({ text, sender: /sender=(\S+)/.exec(text)?.[1], member: /^method call .* member=(\w+)/.exec(text)?.[1] }));
+    .map((text) => ({ text, sender: /sender=(\S+)/.exec(text)?.[1], member: /^method call .* member=(\w+)/.exec(text)?.[1] }))
+    .filter(({ member }) => member !== 'Ping');
   // Plus this process's own connection: a client that remembers its item reads it by path, naming no service.
   const ours = new Set([...messages.filter((m) => m.text.includes(serviceName)).map((m) => m.sender),
     (await sessionBus(process.env)).uniqueName]);
