@@ -57,7 +57,10 @@ const common = {
 // point, so entries stay separate copies as before. CJS has no splitting: esbuild wraps such a module in a lazy
 // initializer, and its require() calls (node:crypto, node:net) run only when it is first imported.
 const esm = (entry, outdir) => build({ ...common, entryPoints: [entry], format: 'esm', splitting: true, outdir, chunkNames: 'chunks/[name]-[hash]', allowOverwrite: true });
-const cjs = (entry, outfile) => build({ ...common, entryPoints: [entry], format: 'cjs', outfile, allowOverwrite: true });
+// CommonJS without import(): a runtime that compiles CommonJS through node:vm with no dynamic-import callback (Jest
+// without --experimental-vm-modules) refuses every import(), so node:os, keytar and @primno/dpapi are require()d,
+// still only when first needed.
+const cjs = (entry, outfile) => build({ ...common, entryPoints: [entry], format: 'cjs', outfile, allowOverwrite: true, supported: { 'dynamic-import': false } });
 await esm('src/index.ts', `${out}/esm`);
 await cjs('src/index.ts', `${out}/cjs/index.js`);
 await esm('src/self-test.ts', `${out}/esm`);
