@@ -43,6 +43,7 @@ const busConfig = (socketDir) => `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DT
  * @typedef {{ provider: SecretServiceProvider, env: Record<string, string>, root: string,
  *             stop: () => Promise<void>, lockCollection: () => Promise<void>,
  *             startSecretService: () => Promise<void>, restartUnlocked: () => Promise<void>,
+ *             killSecretService: (signal: NodeJS.Signals) => Promise<void>, daemonPid: () => number | undefined,
  *             isRunning: () => boolean, isServing: () => Promise<boolean> }} PrivateKeyring
  */
 
@@ -227,7 +228,20 @@ export async function startPrivateKeyring(options = {}) {
     return /boolean true/.test(stdout);
   };
 
-  return { provider, env, root, stop, lockCollection, startSecretService, restartUnlocked, isRunning, isServing };
+  /** A test's own kill of the daemon (a restart under a running app): awaited, and not reported as a crash. */
+  const killSecretService = async (/** @type {NodeJS.Signals} */ signal) => {
+    const running = daemon;
+    if (!running || running.exitCode !== null || running.signalCode !== null) throw new Error(`${provider} is not running`);
+    /** @type {any} */ (running).stoppedOnPurpose = true;
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    running.kill(signal);
+    await exited;
+  };
+
+  /** The pid of the daemon started last (the one serving the name, while it runs). */
+  const daemonPid = () => daemon?.pid;
+
+  return { provider, env, root, stop, lockCollection, startSecretService, restartUnlocked, killSecretService, daemonPid, isRunning, isServing };
 }
 
 /**

@@ -249,8 +249,10 @@ describe.runIf(isLinux)('failures of the Secret Service are bounded and typed [l
         const options = await storeOptions('libsecret', { env });
         const { client } = await newClient(options, endpoint);
         await signIn(client, 'before-restart');
-        process.kill(await secretServicePid(env), signal);
-        await until(() => !keyring.isRunning());
+        // The daemon this keyring started is the one serving the name: it is what the app loses.
+        expect(await secretServicePid(env)).toBe(keyring.daemonPid());
+        await keyring.killSecretService(signal);
+        expect(keyring.isRunning()).toBe(false);
         await keyring.restartUnlocked();
         // First a new item (the app opens another cache), then the app's own client writes to the item it has.
         const other = await createPersistence({ ...options, accountName: 'another-item' });
@@ -355,8 +357,13 @@ describe('D-Bus marshalling', () => {
     expect(() => marshal('s', ['nul\u0000inside'])).toThrow(TypeError);
     expect(() => marshal('g', ['y'.repeat(256)])).toThrow(TypeError);
     // A byte out of range is refused, not wrapped into another value (300 would have gone out as 44).
-    for (const wrong of [256, 300, -1, 1.5, Number.NaN]) expect(() => marshal('y', [wrong])).toThrow(/0-255/);
+    // Nor is anything but a number made into one.
+    for (const wrong of [256, 300, -1, 1.5, Number.NaN, null, '', '7', true, undefined]) expect(() => marshal('y', [wrong])).toThrow(/0-255/);
     expect(marshal('ay', [Buffer.from([0, 255])]).subarray(4)).toEqual(Buffer.from([0, 255]));
+    // A byte array given as numbers: each is a byte, checked as one; anything else is refused.
+    expect(marshal('ay', [[0, 7, 255]]).subarray(4)).toEqual(Buffer.from([0, 7, 255]));
+    for (const wrong of [[300], [-1], [1.5], ['a'], 'text', 5]) expect(() => marshal('ay', [wrong])).toThrow(TypeError);
+    expect(() => marshal('(oayays)', [['/o', [256], [0], 'text/plain']])).toThrow(/0-255/);
   });
 });
 
