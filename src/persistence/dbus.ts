@@ -129,9 +129,7 @@ class Writer {
     switch (node.code) {
       case 'y': {
         // One byte on the wire: a larger value must not silently become another (300 would be sent as 44).
-        const byte = Number(value);
-        if (!Number.isInteger(byte) || byte < 0 || byte > 255) throw new TypeError(`A D-Bus byte is an integer 0-255, not ${String(value).slice(0, 40)}`);
-        this.byte(byte);
+        this.byte(checkedByte(value));
         return;
       }
       case 'b': this.u32(value ? 1 : 0); return;
@@ -165,7 +163,8 @@ class Writer {
         this.align(basicAlignment[element.code]!);
         const start = this.length;
         if (element.code === 'y') {
-          this.bytes(value as Uint8Array);
+          // A Buffer as it is; a plain array byte by byte, each checked as a 'y' (not [300] sent as 44).
+          this.bytes(value instanceof Uint8Array ? value : Uint8Array.from(checkedArray(value), checkedByte));
         } else if (element.code === '{') {
           const entries = value instanceof Map ? [...value.entries()]
             : Array.isArray(value) ? value as [unknown, unknown][] : Object.entries(value as object);
@@ -189,6 +188,19 @@ class Writer {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+/** A 'y' value: a number that is an integer 0-255 (not a boolean, string or null turned into one). */
+function checkedByte(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 255) {
+    throw new TypeError(`A D-Bus byte is an integer 0-255, not ${typeof value === 'number' ? value : typeof value}`);
+  }
+  return value;
+}
+
+function checkedArray(value: unknown): unknown[] {
+  if (!Array.isArray(value)) throw new TypeError(`A D-Bus byte array is a Uint8Array or an array of bytes, not ${typeof value}`);
+  return value;
+}
+
 // Reading (either byte order, as the sender chose)
 
 /** The unsigned 32-bit number at `at` (read by index, as Writer writes: see there). */
